@@ -1,0 +1,35 @@
+# Fresh-machine entry points: `make demo` and `make test` install what they need first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Where no NVIDIA GPU is present, take the pinned CPU build of torch first (see DEVELOPERS.md);
+# otherwise pip would pull a multi-GB CUDA build to satisfy pyproject's range.
+TORCH_CPU ?= torch==2.13.0
+DEMO_TIME ?= 3m
+
+.PHONY: install demo test lint bench clean corpora
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	if ! command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/python -m pip install --quiet "$(TORCH_CPU)"; fi
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: install
+	$(BIN)/charrnn train corpora/shakespeare.txt --time $(DEMO_TIME) --val-frac 0.02 --out checkpoints/shakespeare
+	$(BIN)/charrnn sample -c checkpoints/shakespeare --prime "ROMEO." --length 800 --temperature 0.8 --seed 1
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check charrnn tests corpora
+
+corpora:
+	$(PYTHON) corpora/build.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

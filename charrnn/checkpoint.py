@@ -1,0 +1,115 @@
+"""Checkpoints: one self-contained file per snapshot, written atomically, loaded without running code.
+
+Layout (a plain dict of tensors, numbers, strings, lists and dicts):
+    format: "charrnn", version: FORMAT_VERSION
+    model_config, train_config: dicts of the frozen dataclasses
+    vocab: list of characters (EOS is implicit at id 0)
+    model, optimizer: state_dicts
+    progress: step, epoch, window, chars_seen, elapsed, best_val, bad_evals, lr_scale, ...
+    rng: torch generator states; state: the carried hidden state (for exact resume)
+    corpus: fingerprint, files, characters; metrics: list of evaluation records
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import warnings
+import zipfile
+from pathlib import Path
+
+import torch
+
+from .errors import CharRNNError, UsageError
+
+FORMAT = "charrnn"
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(payload: dict, path: str | Path) -> None:
+    """Write `payload` to `path` atomically: temp file in the same folder, fsync, rename, fsync folder.
+
+    A crash at any moment leaves either the old file or the new one under `path`, never a torn one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "version": FORMAT_VERSION, **payload}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is an ordinary file
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise CharRNNError(f"could not write checkpoint {path}: {e.strerror or e}; free disk space or choose another --out") from None
+        raise
+    try:
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass  # some filesystems refuse fsync on directories; the rename is still atomic
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint onto the CPU, whatever device wrote it.
+
+    Uses torch's weights-only unpickler, so a file that would construct arbitrary objects (and so
+    could run code) is refused. Raises UsageError for anything that is not a readable charrnn checkpoint.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{path}: no such checkpoint; train one first (charrnn train FILE) or pass -c PATH")
+    if path.is_dir():
+        raise UsageError(f"{path}: is a directory without best.pt or last.pt; pass a .pt file or a run directory")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about pickle protocols; our errors say enough
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "global" in str(e).lower():
+            raise UsageError(
+                f"{path}: refused: the file holds objects other than tensors and plain data, which could run code; "
+                "only load checkpoints written by charrnn"
+            ) from None
+        raise UsageError(f"{path}: not a readable checkpoint (bad pickle data); it may be truncated or corrupted") from None
+    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, IndexError, KeyError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"{path}: not a readable checkpoint ({msg[:120]}); it may be truncated or corrupted") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise UsageError(f"{path}: not a charrnn checkpoint; pass a file written by charrnn train")
+    version = ckpt.get("version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise UsageError(
+            f"{path}: checkpoint format version {version} is newer than this charrnn reads ({FORMAT_VERSION}); upgrade charrnn"
+        )
+    return ckpt
+
+
+def resolve_checkpoint(path: str | Path | None, root: str | Path = "checkpoints") -> Path:
+    """A .pt file or a run directory (its best.pt, else last.pt); None means the most recent run under `root`."""
+    if path is None:
+        root = Path(root)
+        runs = [p for p in root.glob("*/*.pt") if p.name in ("best.pt", "last.pt")] if root.is_dir() else []
+        if not runs:
+            raise UsageError(f"no trained model under {root}/; train one first (charrnn train FILE) or pass -c PATH")
+        newest = max(runs, key=lambda p: p.stat().st_mtime).parent
+        path = newest
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (path / name).is_file():
+                return path / name
+    return path

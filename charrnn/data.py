@@ -1,0 +1,146 @@
+"""Vocabulary and corpus: characters to integer ids, documents to train/validation streams.
+
+The vocabulary is the corpus's distinct characters, sorted, behind a reserved end-of-sequence
+symbol (EOS) at index 0. EOS follows every document, and the stream starts with one, so "EOS"
+also means "start of a document": an unprimed sample begins a fresh document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UsageError
+
+EOS = 0
+EOS_NAME = "<eos>"
+MAX_VOCAB = 65_535  # ids must fit uint16 on disk; a larger "vocabulary" means the input is not text
+
+
+class Vocab:
+    """Maps characters to ids 1..V-1 (0 is EOS) and back.
+
+    `chars[i]` is the character of id i+1. Encoding and decoding round-trip any text made of
+    characters in the vocabulary, astral-plane characters and combining marks included, since
+    ids are per Unicode code point.
+    """
+
+    def __init__(self, chars: list[str] | tuple[str, ...]):
+        chars = tuple(chars)
+        if any(len(c) != 1 for c in chars) or len(set(chars)) != len(chars):
+            raise ValueError("vocabulary must be distinct single characters")
+        self.chars = chars
+        self._index = {c: i + 1 for i, c in enumerate(chars)}
+        # Sorted code points let numpy encode a whole corpus without a Python loop per character.
+        order = sorted(range(len(chars)), key=lambda i: ord(chars[i]))
+        self._codes = np.array([ord(chars[i]) for i in order], dtype=np.uint32)
+        self._code_ids = np.array([i + 1 for i in order], dtype=np.int64)
+
+    @classmethod
+    def from_texts(cls, texts: list[str]) -> "Vocab":
+        seen: set[str] = set()
+        for t in texts:
+            seen.update(t)
+        return cls(sorted(seen))
+
+    def __len__(self) -> int:
+        return len(self.chars) + 1
+
+    def __contains__(self, ch: str) -> bool:
+        return ch in self._index
+
+    def missing(self, text: str) -> list[str]:
+        """Distinct characters of `text` that the vocabulary lacks, in order of first appearance."""
+        return list(dict.fromkeys(c for c in text if c not in self._index))
+
+    def encode(self, text: str) -> np.ndarray:
+        """text (N chars) -> int64 array (N,). Raises UsageError naming any unknown characters."""
+        if not text:
+            return np.zeros(0, dtype=np.int64)
+        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        pos = np.minimum(np.searchsorted(self._codes, codes), max(len(self._codes) - 1, 0))
+        if len(self._codes) == 0 or not np.array_equal(self._codes[pos], codes):
+            raise UsageError(f"text has characters not in the vocabulary: {describe_chars(self.missing(text))}")
+        return self._code_ids[pos]
+
+    def decode(self, ids) -> str:
+        """ids -> text; EOS decodes to nothing."""
+        chars = self.chars
+        return "".join(chars[i - 1] for i in (int(i) for i in ids) if i != EOS)
+
+    def token(self, i: int) -> str:
+        """Printable name of one id (EOS shows as <eos>)."""
+        return EOS_NAME if i == EOS else self.chars[i - 1]
+
+
+def describe_chars(chars: list[str], limit: int = 12) -> str:
+    """A short, unambiguous list of characters for error messages: 'q' (U+0071), ..."""
+    shown = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in chars[:limit])
+    return shown + (f" and {len(chars) - limit} more" if len(chars) > limit else "")
+
+
+def read_text(path: str | Path) -> str:
+    """Read a UTF-8 text file, with errors a user can act on (UsageError)."""
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{p}: no such file; check the path")
+    if p.is_dir():
+        raise UsageError(f"{p}: is a directory; pass the text files inside it (e.g. {p}/*.txt)")
+    data = p.read_bytes()
+    if b"\x00" in data:
+        raise UsageError(f"{p}: contains NUL bytes, so it looks binary, not text; pass a UTF-8 text file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{p}: invalid UTF-8 at byte {e.start}; convert it to UTF-8 (e.g. iconv -t UTF-8)") from None
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n")
+    if not text.strip():
+        raise UsageError(f"{p}: is empty; pass a file with text in it")
+    return text
+
+
+def fingerprint(texts: list[str]) -> str:
+    """sha256 of the documents (in order, length-prefixed so boundaries count)."""
+    h = hashlib.sha256()
+    for t in texts:
+        b = t.encode("utf-8")
+        h.update(len(b).to_bytes(8, "little"))
+        h.update(b)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Split:
+    """Token streams for training and validation (int64 arrays).
+
+    train: EOS d1[:k1] EOS d2[:k2] EOS ... — the training part of each document, each opened by EOS.
+    val:   d1[k1:] EOS d2[k2:] EOS ...     — the held-out tail of each document, each closed by EOS.
+    Validation scores the prediction of val[t+1] from val[:t+1], for every t.
+    """
+
+    train: np.ndarray
+    val: np.ndarray
+
+
+def split_documents(docs: list[str], vocab: Vocab, val_frac: float) -> Split:
+    """Hold out the last `val_frac` of every document (never trained on)."""
+    if not 0.0 <= val_frac < 1.0:
+        raise UsageError(f"--val-frac must be in [0, 1), got {val_frac}")
+    eos = np.array([EOS], dtype=np.int64)
+    train_parts, val_parts = [], []
+    for d in docs:
+        ids = vocab.encode(d)
+        k = len(ids) - int(round(len(ids) * val_frac))
+        train_parts += [eos, ids[:k]]
+        if k < len(ids):
+            val_parts += [ids[k:], eos]
+    train = np.concatenate(train_parts + [eos])
+    val = np.concatenate(val_parts) if val_parts else np.zeros(0, dtype=np.int64)
+    if val_frac > 0 and len(val) < 2:
+        raise UsageError(
+            f"--val-frac {val_frac} leaves no validation text ({len(val)} chars); raise it or give a longer corpus"
+        )
+    return Split(train=train, val=val)

@@ -1,0 +1,52 @@
+"""Loading a trained model for use (sampling, scoring) and describing a checkpoint."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_checkpoint
+from .data import Vocab
+from .errors import UsageError
+from .model import CharRNN, ModelConfig
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[CharRNN, Vocab, dict]:
+    """A checkpoint's model (in eval mode, on `device`), its vocabulary, and the raw checkpoint dict."""
+    ckpt = load_checkpoint(path)
+    try:
+        model = CharRNN(ModelConfig(**ckpt["model_config"]))
+        model.load_state_dict(ckpt["model"])
+        vocab = Vocab(ckpt["vocab"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise UsageError(f"{path}: the checkpoint is incomplete or inconsistent ({str(e).splitlines()[0][:120]})") from None
+    return model.to(device).eval(), vocab, ckpt
+
+
+def describe(ckpt: dict) -> list[tuple[str, str]]:
+    """Rows (name, value) describing a checkpoint, for `charrnn info`."""
+    mc, tc, prog, corpus = ckpt["model_config"], ckpt["train_config"], ckpt["progress"], ckpt["corpus"]
+    vocab = ckpt["vocab"]
+    params = sum(t.numel() for t in ckpt["model"].values())
+    preview = "".join(vocab[:80]).replace("\n", "⏎").replace("\t", "⇥").replace(" ", "␠")
+    best = prog["best_val"]
+    budget = ", ".join(
+        f"{k} {tc[k]}" for k in ("epochs", "steps", "time_budget") if tc.get(k)
+    ) or f"until no improvement for {tc['patience']} evaluations"
+    return [
+        ("model", f"{mc['cell']} {mc['layers']} x {mc['hidden']}, embed {mc['embed']}, dropout {mc['dropout']}"),
+        ("parameters", f"{params:,}"),
+        ("vocabulary", f"{len(vocab) + 1} symbols (EOS + {len(vocab)} chars): {preview}{'…' if len(vocab) > 80 else ''}"),
+        ("training", f"batch {tc['batch_size']} x seq {tc['seq_len']}, lr {tc['lr']:g}, warm-up {tc['warmup']}, "
+                     f"weight decay {tc['weight_decay']}, clip {tc['clip']}, seed {tc['seed']}; {budget}"),
+        ("progress", f"step {prog['step']:,}, epoch {prog['epoch']}, {prog['chars_seen']:,} chars seen"),
+        ("best val", f"{best:.4f} nats/char = {best / math.log(2):.4f} bpc at step {prog['best_step']:,}"
+                     if math.isfinite(best) and best >= 0 else "none"),
+        ("training time", f"{prog['elapsed']:.1f} s"),
+        ("corpus", f"{', '.join(corpus['files'])}: {corpus['documents']} document(s), {corpus['chars']:,} chars "
+                   f"({corpus['train_chars']:,} train, {corpus['val_chars']:,} validation)"),
+        ("fingerprint", f"sha256 {corpus['fingerprint']}"),
+        ("format", f"{ckpt['format']} v{ckpt['version']}"),
+    ]

@@ -1,0 +1,108 @@
+"""What a person watches while training: a rich progress bar on stderr and a line per evaluation."""
+
+from __future__ import annotations
+
+import math
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from .train import Progress as TrainProgress
+from .train import Reporter
+
+
+def fmt_count(n: float) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return f"{n:.0f}"
+
+
+class RichReporter(Reporter):
+    """Draws training progress on `console` (stderr). quiet=True prints only warnings and the summary."""
+
+    def __init__(self, console: Console, quiet: bool = False):
+        self.console = console
+        self.quiet = quiet
+        self.bar: Progress | None = None
+        self.task = None
+        self.val_bpc = math.nan
+        self.time_budget = None
+
+    def start(self, info: dict) -> None:
+        cfg, mc = info["config"], info["model_config"]
+        self.time_budget = cfg.time_budget
+        self.horizon = info["horizon_steps"]
+        if self.quiet:
+            return
+        resumed = f", resumed at step {info['resumed_at']:,}" if info["resumed_at"] is not None else ""
+        self.console.print(
+            f"[bold]charrnn[/] {mc.cell} {mc.layers}x{mc.hidden} (embed {mc.embed}, dropout {mc.dropout}), "
+            f"{fmt_count(info['params'])} params, vocab {info['vocab_size']}, on {info['device']}{resumed}\n"
+            f"  corpus: {info['train_chars']:,} train + {info['val_chars']:,} validation chars; "
+            f"batch {cfg.batch_size} x seq {cfg.seq_len}, {info['steps_per_epoch']:,} steps/epoch; "
+            f"lr {cfg.lr:g}, seed {cfg.seed}; writing to {escape(info['out'])}",
+            highlight=False,
+        )
+        self.bar = Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(bar_width=None if (self.horizon or self.time_budget) else 20),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+        total = float(self.time_budget) if self.time_budget else (float(self.horizon) if self.horizon else None)
+        self.task = self.bar.add_task("training", total=total, status="")
+        self.bar.start()
+
+    def step(self, progress: TrainProgress, fraction, train_loss: float, chars_per_s: float, lr: float) -> None:
+        if self.bar is None:
+            return
+        if self.time_budget:
+            completed = progress.elapsed
+        elif self.horizon:
+            completed = progress.step
+        else:
+            completed = None
+        total = f"/{self.horizon:,}" if self.horizon else ""
+        status = (f"step {progress.step:,}{total}  epoch {progress.epoch}  loss {train_loss:.3f}  "
+                  f"val {self.val_bpc:.3f} bpc  {fmt_count(chars_per_s)} chars/s")
+        self.bar.update(self.task, completed=completed, status=status)
+
+    def evaluation(self, record: dict, sample: str) -> None:
+        self.val_bpc = record.get("val_bpc", math.nan)
+        if self.quiet:
+            return
+        val = f"val {record['val_loss']:.4f} nats/char = {record['val_bpc']:.4f} bpc" if "val_loss" in record else "no validation"
+        self.console.print(
+            f"[bold]step {record['step']:,}[/] ({fmt_count(record['chars_seen'])} chars, {record['elapsed']:.0f}s)  "
+            f"train {record['train_loss']:.4f}  [green]{val}[/]  lr {record['lr']:.2e}",
+            highlight=False,
+        )
+        if sample:
+            text = sample.replace("\n", " ⏎ ")
+            self.console.print(f"  [dim]{escape(text[:160])}[/]", highlight=False, soft_wrap=False)
+
+    def message(self, text: str) -> None:
+        self.console.print(f"[yellow]note:[/] {escape(text)}", highlight=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+    def end(self, summary: dict) -> None:
+        self.close()
+        p = summary["progress"]
+        why = {"budget": "budget reached", "time": "time budget reached", "patience": "validation stopped improving",
+               "cap": f"reached the cap of {p.epoch} epochs", "interrupted": "interrupted"}.get(p.stopped, p.stopped)
+        best = f"best val {summary['best_val_bpc']:.4f} bpc at step {p.best_step:,}" if not math.isnan(summary["best_val_bpc"]) else "no validation"
+        self.console.print(
+            f"[bold]done[/] ({why}): {p.step:,} steps, {fmt_count(p.chars_seen)} chars in {p.elapsed:.0f}s "
+            f"({fmt_count(summary['chars_per_s'])} chars/s); {best}\n  saved {escape(summary['out'])}/best.pt and last.pt",
+            highlight=False,
+        )

@@ -1,0 +1,124 @@
+"""Sampling: feed the prime through the network once, then draw one character at a time with the state carried.
+
+Nothing is recomputed over the context: each step runs the recurrent cell once per stream.
+Several samples run as one batch; a stream that draws EOS leaves the batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from .data import EOS, Vocab, describe_chars
+from .errors import UsageError
+from .model import CharRNN, select_state
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    length: int = 500
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    greedy: bool = False
+    num_samples: int = 1
+    seed: int | None = None
+
+    def validate(self) -> None:
+        if self.length < 1:
+            raise UsageError(f"--length must be at least 1, got {self.length}")
+        if self.num_samples < 1:
+            raise UsageError(f"--num-samples must be at least 1, got {self.num_samples}")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise UsageError(f"--temperature must be a number > 0, got {self.temperature}; use --greedy for argmax")
+        if self.top_k is not None and self.top_k < 1:
+            raise UsageError(f"--top-k must be at least 1, got {self.top_k}")
+        if self.top_p is not None and not (0 < self.top_p <= 1):
+            raise UsageError(f"--top-p must be in (0, 1], got {self.top_p}")
+
+
+def next_ids(logits: torch.Tensor, cfg: SampleConfig, generator: torch.Generator | None) -> torch.Tensor:
+    """logits (B, V) -> drawn ids (B,), after temperature, top-k and top-p (nucleus) filtering."""
+    if cfg.greedy:
+        return logits.argmax(dim=-1)
+    logits = logits.float() / cfg.temperature
+    if cfg.top_k is not None and cfg.top_k < logits.shape[-1]:
+        kth = torch.topk(logits, cfg.top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, -math.inf)
+    probs = torch.softmax(logits, dim=-1)
+    if cfg.top_p is not None and cfg.top_p < 1:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        # Keep the smallest set whose mass reaches top_p: drop a token when the mass before it already does.
+        drop = (sorted_p.cumsum(-1) - sorted_p) >= cfg.top_p
+        sorted_p = sorted_p.masked_fill(drop, 0.0)
+        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def check_prime(vocab: Vocab, prime: str) -> None:
+    """Refuse a prime with characters the model never saw, naming them."""
+    missing = vocab.missing(prime)
+    if missing:
+        raise UsageError(
+            f"--prime has characters not in the model's vocabulary: {describe_chars(missing)}; "
+            "remove them or pass --skip-unknown"
+        )
+
+
+def resolve_seed(seed: int | None) -> int:
+    """The seed to use: the one given, or a fresh random one (report it so a run can be repeated)."""
+    return seed if seed is not None else int(torch.randint(0, 2**31 - 1, (1,)).item())
+
+
+@torch.inference_mode()
+def generate(model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig,
+             device: torch.device | str = "cpu") -> Iterator[tuple[int, str | None]]:
+    """Yield (sample index, character) as they are drawn; (index, None) when that sample draws EOS.
+
+    Every sample starts from EOS (start of a document) followed by `prime`; cfg.length new
+    characters at most are drawn per sample. Within a step, events come in sample order. With
+    a fixed cfg.seed and device, the output is the same on every run.
+    """
+    cfg.validate()
+    check_prime(vocab, prime)
+    was_training = model.training
+    model.eval()
+    try:
+        device = torch.device(device)
+        gen = torch.Generator(device=device).manual_seed(resolve_seed(cfg.seed))
+        start = torch.tensor([EOS] + vocab.encode(prime).tolist(), dtype=torch.long, device=device)
+        logits, state = model(start.expand(cfg.num_samples, -1), None)
+        logits = logits[:, -1]
+        active = list(range(cfg.num_samples))
+        chars = vocab.chars
+        for _ in range(cfg.length):
+            ids = next_ids(logits, cfg, gen)
+            drawn = ids.tolist()
+            keep = []
+            for pos, (i, t) in enumerate(zip(active, drawn)):
+                if t == EOS:
+                    yield i, None
+                else:
+                    yield i, chars[t - 1]
+                    keep.append(pos)
+            if not keep:
+                return
+            if len(keep) < len(active):
+                index = torch.tensor(keep, device=device)
+                state = select_state(state, index)
+                ids = ids.index_select(0, index)
+                active = [active[p] for p in keep]
+            logits, state = model(ids[:, None], state)
+            logits = logits[:, -1]
+    finally:
+        model.train(was_training)
+
+
+def generate_text(model: CharRNN, vocab: Vocab, prime: str = "", length: int = 200, temperature: float = 1.0,
+                  seed: int | None = 0, device: torch.device | str = "cpu") -> str:
+    """One sample as a string (prime excluded), stopping at EOS."""
+    cfg = SampleConfig(length=length, temperature=temperature, seed=seed)
+    return "".join(c for _, c in generate(model, vocab, prime, cfg, device) if c is not None)

@@ -1,0 +1,42 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from charrnn.train import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parent.parent
+SHAKESPEARE = ROOT / "corpora" / "shakespeare.txt"
+
+TINY_MODEL = dict(cell="lstm", layers=1, hidden=64, embed=16, dropout=0.0)
+
+
+def tiny_config(**kw) -> TrainConfig:
+    base = dict(seq_len=32, batch_size=8, lr=1e-2, warmup=5, steps=40, eval_every=20, seed=1, device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="session")
+def corpus_text() -> str:
+    """About 40k characters of the bundled Shakespeare (the project's own corpus)."""
+    text = SHAKESPEARE.read_text(encoding="utf-8")
+    return text[:40_000]
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, corpus_text):
+    """A tiny model trained for real on Shakespeare; returns its run directory."""
+    out = tmp_path_factory.mktemp("run")
+    train([corpus_text], TINY_MODEL, tiny_config(steps=60), out, sources=["shakespeare-head"], sample_every_eval=0)
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _no_debug(monkeypatch):
+    monkeypatch.delenv("CHARRNN_DEBUG", raising=False)
+    monkeypatch.setenv("NO_COLOR", "1")
+    yield
+
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")

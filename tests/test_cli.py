@@ -1,0 +1,121 @@
+"""The command line end to end, in real subprocesses, as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run(*args, cwd, input=None, env=None):
+    e = dict(os.environ, NO_COLOR="1", **(env or {}))
+    e.pop("CHARRNN_DEBUG", None)
+    return subprocess.run([sys.executable, "-m", "charrnn", *map(str, args)], cwd=cwd, input=input,
+                          capture_output=True, text=True, env=e, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, corpus_text):
+    d = tmp_path_factory.mktemp("cli")
+    (d / "play.txt").write_text(corpus_text[:30_000], encoding="utf-8")
+    r = run("train", "play.txt", "--steps", "30", "--layers", "1", "--hidden", "64", "--embed", "16",
+            "--batch-size", "8", "--seq-len", "32", "--lr", "0.01", "--warmup", "5", "--eval-every", "15",
+            "--sample-length", "40", cwd=d)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ""  # training writes only to stderr
+    assert "step 30" in r.stderr and "bpc" in r.stderr
+    return d
+
+
+def test_train_writes_default_run_directory(workdir):
+    run_dir = workdir / "checkpoints" / "play"
+    assert {p.name for p in run_dir.iterdir()} >= {"best.pt", "last.pt", "metrics.jsonl"}
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [15, 30]
+
+
+def test_sample_stdout_holds_only_the_text(workdir):
+    r = run("sample", "--prime", "ROMEO:", "--length", "120", "--seed", "3", cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("ROMEO:")
+    vocab = set((workdir / "play.txt").read_text(encoding="utf-8"))
+    assert set(r.stdout) <= vocab | {"\n"}
+    assert len(r.stdout) <= len("ROMEO:") + 120 + 1
+    assert "seed 3" in r.stderr and "sampling from" in r.stderr
+    again = run("sample", "-c", "checkpoints/play/best.pt", "--prime", "ROMEO:", "--length", "120", "--seed", "3",
+                cwd=workdir)
+    assert again.stdout == r.stdout
+
+
+def test_sample_reports_random_seed_and_several_samples(workdir):
+    r = run("sample", "-n", "3", "--length", "30", "--top-k", "5", cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    assert "seed " in r.stderr
+    seed = r.stderr.split("seed ")[1].split()[0]
+    again = run("sample", "-n", "3", "--length", "30", "--top-k", "5", "--seed", seed, cwd=workdir)
+    assert again.stdout == r.stdout
+
+
+def test_eval_and_info(workdir):
+    r = run("eval", "-c", "checkpoints/play", "play.txt", "play.txt", cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    rows = [line.split("\t") for line in r.stdout.strip().splitlines()]
+    assert rows[0][:3] == ["file", "nats/char", "bpc"]
+    nats, bpc = float(rows[1][1]), float(rows[1][2])
+    assert 0 < nats < 4.5 and bpc == pytest.approx(nats / 0.693147, rel=1e-3)
+    assert rows[-1][0] == "(all)" and float(rows[-1][1]) == pytest.approx(nats, abs=1e-4)
+    r = run("info", "-c", "checkpoints/play", cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    for word in ("lstm 1 x 64", "parameters", "vocabulary", "step 30", "best val", "fingerprint", "play.txt"):
+        assert word in r.stdout, word
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["sample", "--prime", "5€"], 2, "not in the model's vocabulary"),
+        (["sample", "--temperature", "0"], 2, "--temperature must be"),
+        (["sample", "--length", "-3"], 2, "--length must be"),
+        (["sample", "-c", "nowhere.pt"], 2, "no such checkpoint"),
+        (["train", "missing.txt"], 2, "no such file"),
+        (["train", "play.txt", "--time", "soon"], 2, "not a duration"),
+        (["train", "play.txt", "--device", "cuda"], 2, "CUDA"),
+        (["eval", "-c", "play.txt", "play.txt"], 2, "not a readable checkpoint"),
+    ],
+)
+def test_bad_input_gets_one_line_error(workdir, args, code, message):
+    if args[:2] == ["train", "play.txt"] and "--device" in args:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+    r = run(*args, cwd=workdir)
+    assert r.returncode == code, (r.stdout, r.stderr)
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stdout == ""
+
+
+def test_skip_unknown_prime_characters(workdir):
+    r = run("sample", "--prime", "ROMEO€:", "--skip-unknown", "--length", "10", "--seed", "1", cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("ROMEO:")
+
+
+def test_help_does_not_import_torch():
+    code = "import sys, charrnn.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    r = subprocess.run([sys.executable, "-m", "charrnn", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "train" in r.stdout and "sample" in r.stdout
+
+
+def test_sample_into_closed_pipe_is_quiet(workdir):
+    cmd = f"set -o pipefail; {sys.executable} -m charrnn sample --prime 'ROMEO: O, she doth' -n 50 --length 5000 --seed 1 | head -c 10"
+    r = subprocess.run(cmd, shell=True, cwd=workdir, capture_output=True, text=True,
+                       env=dict(os.environ, NO_COLOR="1"), executable="/bin/bash")
+    assert r.stdout == "ROMEO: O, "
+    assert r.returncode == 0
+    assert "Traceback" not in r.stderr and "Error" not in r.stderr and "ignored" not in r.stderr

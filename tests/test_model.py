@@ -1,0 +1,43 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from charrnn.model import CharRNN, ModelConfig, detach_state, select_state
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_shapes_and_state(cell):
+    torch.manual_seed(0)
+    m = CharRNN(ModelConfig(vocab_size=30, cell=cell, layers=2, hidden=24, embed=8))
+    x = torch.randint(0, 30, (5, 7))
+    logits, state = m(x)
+    assert logits.shape == (5, 7, 30)
+    parts = state if isinstance(state, tuple) else (state,)
+    assert len(parts) == (2 if cell == "lstm" else 1)
+    assert all(p.shape == (2, 5, 24) for p in parts)
+    # Carrying the state over two halves equals one pass over the whole (eval mode, no dropout).
+    m.eval()
+    full, _ = m(x)
+    a, s = m(x[:, :3])
+    b, _ = m(x[:, 3:], detach_state(s))
+    torch.testing.assert_close(torch.cat([a, b], 1), full)
+    sub = select_state(state, torch.tensor([0, 3]))
+    assert all(p.shape == (2, 2, 24) for p in (sub if isinstance(sub, tuple) else (sub,)))
+
+
+@pytest.mark.parametrize("vocab_size", [10, 66, 300])
+def test_initial_loss_is_about_ln_vocab(vocab_size):
+    torch.manual_seed(0)
+    m = CharRNN(ModelConfig(vocab_size=vocab_size, layers=2, hidden=128, embed=32))
+    x = torch.randint(0, vocab_size, (16, 64))
+    y = torch.randint(0, vocab_size, (16, 64))
+    logits, _ = m(x)
+    loss = F.cross_entropy(logits.flatten(0, 1), y.flatten()).item()
+    assert abs(loss - math.log(vocab_size)) < 0.05 * math.log(vocab_size)
+
+
+def test_unknown_cell_is_refused():
+    with pytest.raises(ValueError, match="cell"):
+        ModelConfig(vocab_size=5, cell="transformer")
