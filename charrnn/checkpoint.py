@@ -12,6 +12,7 @@ Layout (a plain dict of tensors, numbers, strings, lists and dicts):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import tempfile
@@ -46,12 +47,12 @@ def save_checkpoint(payload: dict, path: str | Path) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         if isinstance(e, OSError):
-            raise CharRNNError(f"could not write checkpoint {path}: {e.strerror or e}; free disk space or choose another --out") from None
+            raise CharRNNError(
+                f"could not write checkpoint {path}: {e.strerror or e}; free disk space or choose another --out"
+            ) from None
         raise
     try:
         dfd = os.open(path.parent, os.O_RDONLY)

@@ -7,10 +7,16 @@ import os
 import re
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Optional
 
 import typer
+
+from .config import CELLS, ModelConfig, SampleConfig, TrainConfig
+from .errors import CharRNNError, UsageError
+
+M = ModelConfig  # class attributes hold the defaults shown in --help
+T = TrainConfig
 
 app = typer.Typer(
     add_completion=False,
@@ -36,8 +42,6 @@ def command(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from .errors import CharRNNError
-
         try:
             return fn(*args, **kwargs)
         except typer.Exit:
@@ -52,10 +56,10 @@ def command(fn):
             # The reader went away (| head): stop quietly; point stdout at /dev/null so the exit flush is silent.
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
-            raise typer.Exit(0)
+            raise typer.Exit(0) from None
         except KeyboardInterrupt:
             _stderr().print("interrupted")
-            raise typer.Exit(130)
+            raise typer.Exit(130) from None
         except Exception as e:
             if os.environ.get("CHARRNN_DEBUG"):
                 raise
@@ -71,8 +75,6 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(h|m|s)?")
 
 def parse_duration(text: str) -> float:
     """'90s', '10m', '2h', '1h30m' or plain seconds -> seconds."""
-    from .errors import UsageError
-
     s = text.strip().lower().replace(" ", "")
     pos, total = 0, 0.0
     while pos < len(s):
@@ -90,26 +92,28 @@ def parse_duration(text: str) -> float:
 @command
 def train(
     paths: list[Path] = typer.Argument(..., help="Text files (UTF-8); each is a document, ended by EOS.", show_default=False),
-    cell: Optional[str] = typer.Option(None, help="Recurrent cell: lstm, gru or rnn. [default: lstm]"),
-    layers: Optional[int] = typer.Option(None, help="Stacked recurrent layers. [default: 2]"),
-    hidden: Optional[int] = typer.Option(None, help="Hidden units per layer. [default: 512]"),
-    embed: Optional[int] = typer.Option(None, help="Character embedding size. [default: 64]"),
-    dropout: Optional[float] = typer.Option(None, help="Dropout between layers and before the output. [default: 0.1]"),
-    seq_len: int = typer.Option(128, help="Truncated-BPTT window: characters per stream per step."),
-    batch_size: int = typer.Option(64, help="Parallel streams per step."),
-    lr: float = typer.Option(3e-3, help="Peak learning rate (AdamW)."),
-    warmup: int = typer.Option(100, help="Steps of linear learning-rate warm-up."),
-    weight_decay: float = typer.Option(0.01, help="AdamW weight decay on matrices."),
-    clip: float = typer.Option(1.0, help="Clip the global gradient norm to this."),
-    epochs: Optional[float] = typer.Option(None, help="Stop after this many passes over the data."),
-    steps: Optional[int] = typer.Option(None, help="Stop after this many steps."),
-    time_budget: Optional[str] = typer.Option(None, "--time", help="Stop after this much time: 90s, 10m, 2h."),
-    patience: int = typer.Option(4, help="Without a budget: stop after this many evaluations without improvement."),
-    val_frac: float = typer.Option(0.1, help="Fraction held out from the end of each document for validation."),
-    eval_every: Optional[int] = typer.Option(None, help="Evaluate every N steps. [default: ~12 times per budget]"),
-    seed: int = typer.Option(1337, help="Random seed (weights, data order, dropout)."),
-    out: Optional[Path] = typer.Option(None, help="Run directory. [default: checkpoints/<first file's name>]"),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
+    cell: str | None = typer.Option(None, help=f"Recurrent cell: lstm, gru or rnn. (default: {M.cell})", show_default=False),
+    layers: int | None = typer.Option(None, help=f"Stacked recurrent layers. (default: {M.layers})", show_default=False),
+    hidden: int | None = typer.Option(None, help=f"Hidden units per layer. (default: {M.hidden})", show_default=False),
+    embed: int | None = typer.Option(None, help=f"Character embedding size. (default: {M.embed})", show_default=False),
+    dropout: float | None = typer.Option(
+        None, help=f"Dropout on embeddings, between layers and before the output. (default: {M.dropout})", show_default=False
+    ),
+    seq_len: int = typer.Option(T.seq_len, help="Truncated-BPTT window: characters per stream per step."),
+    batch_size: int = typer.Option(T.batch_size, help="Parallel streams per step."),
+    lr: float = typer.Option(T.lr, help="Peak learning rate (AdamW)."),
+    warmup: int = typer.Option(T.warmup, help="Steps of linear learning-rate warm-up."),
+    weight_decay: float = typer.Option(T.weight_decay, help="AdamW weight decay on matrices."),
+    clip: float = typer.Option(T.clip, help="Clip the global gradient norm to this."),
+    epochs: float | None = typer.Option(None, help="Stop after this many passes over the data."),
+    steps: int | None = typer.Option(None, help="Stop after this many steps."),
+    time_budget: str | None = typer.Option(None, "--time", help="Stop after this much time: 90s, 10m, 2h."),
+    patience: int = typer.Option(T.patience, help="Without a budget: stop after this many evaluations without improvement."),
+    val_frac: float = typer.Option(T.val_frac, help="Fraction held out from the end of each document for validation."),
+    eval_every: int | None = typer.Option(None, help="Evaluate every N steps. (default: 12 times per budget, else 250)"),
+    seed: int = typer.Option(T.seed, help="Random seed (weights, data order, dropout)."),
+    out: Path | None = typer.Option(None, help="Run directory. (default: checkpoints/<first file's name>)"),
+    device: str = typer.Option(T.device, help="auto, cpu, cuda or mps."),
     resume: bool = typer.Option(False, help="Continue the run in --out from its last.pt."),
     force: bool = typer.Option(False, help="With --resume: continue even if flags contradict the checkpoint."),
     sample_length: int = typer.Option(200, help="Characters of the sample shown at each evaluation (0: none)."),
@@ -118,21 +122,15 @@ def train(
     """Learn a corpus: train a char-level model and write best.pt, last.pt and metrics.jsonl."""
     from .data import read_text
     from .progress import RichReporter
-    from .train import TrainConfig
     from .train import train as run_train
 
     docs = [read_text(p) for p in paths]
     given = {"cell": cell, "layers": layers, "hidden": hidden, "embed": embed, "dropout": dropout}
     model_cfg = {k: v for k, v in given.items() if v is not None}
-    if not resume:
-        from .model import ModelConfig
-
-        defaults = ModelConfig(vocab_size=1)
-        model_cfg = {k: model_cfg.get(k, getattr(defaults, k)) for k in given}
-    if "cell" in model_cfg and model_cfg["cell"] not in ("lstm", "gru", "rnn"):
-        from .errors import UsageError
-
-        raise UsageError(f"--cell {model_cfg['cell']!r} is not known; use lstm, gru or rnn")
+    if not resume:  # on resume, only the flags given are checked against the checkpoint
+        model_cfg = {k: model_cfg.get(k, getattr(M, k)) for k in given}
+    if model_cfg.get("cell", "lstm") not in CELLS:
+        raise UsageError(f"--cell {model_cfg['cell']!r} is not known; use {', '.join(CELLS)}")
     cfg = TrainConfig(
         seq_len=seq_len, batch_size=batch_size, lr=lr, warmup=warmup, weight_decay=weight_decay, clip=clip,
         epochs=epochs, steps=steps, time_budget=parse_duration(time_budget) if time_budget else None,
@@ -151,14 +149,18 @@ def train(
 @app.command()
 @command
 def sample(
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="A .pt file or run directory. [default: newest run under checkpoints/]"),
-    prime: str = typer.Option("", help="Text to start from (echoed first). [default: start of a document]"),
-    length: int = typer.Option(500, "--length", "-l", help="New characters per sample (the prime not counted)."),
-    temperature: float = typer.Option(1.0, "--temperature", "-t", help="Softmax temperature (> 0): lower is safer, higher wilder."),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", "-c", help="A .pt file or run directory. (default: newest run under checkpoints/)"
+    ),
+    prime: str = typer.Option("", help="Text to start from (echoed first). (default: start of a document)"),
+    length: int = typer.Option(SampleConfig.length, "--length", "-l", help="New characters per sample (the prime not counted)."),
+    temperature: float = typer.Option(
+        SampleConfig.temperature, "--temperature", "-t", help="Softmax temperature (> 0): lower is safer, higher wilder."
+    ),
     greedy: bool = typer.Option(False, help="Always take the most likely character."),
-    top_k: Optional[int] = typer.Option(None, help="Draw only among the K likeliest characters."),
-    top_p: Optional[float] = typer.Option(None, help="Draw only among the likeliest characters whose mass reaches P."),
-    seed: Optional[int] = typer.Option(None, help="Random seed (reported on stderr when not given)."),
+    top_k: int | None = typer.Option(None, help="Draw only among the K likeliest characters."),
+    top_p: float | None = typer.Option(None, help="Draw only among the likeliest characters whose mass reaches P."),
+    seed: int | None = typer.Option(None, help="Random seed (reported on stderr when not given)."),
     num_samples: int = typer.Option(1, "--num-samples", "-n", help="Samples to generate, as one batch."),
     skip_unknown: bool = typer.Option(False, help="Drop prime characters the model does not know instead of failing."),
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
@@ -167,7 +169,7 @@ def sample(
     """Write new text: stream samples from a trained model to stdout."""
     from .checkpoint import resolve_checkpoint
     from .inference import load_model
-    from .sample import SampleConfig, check_prime, generate, resolve_seed
+    from .sample import check_prime, generate, resolve_seed
     from .train import pick_device
 
     cfg = SampleConfig(length=length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy,
@@ -179,7 +181,7 @@ def sample(
     if skip_unknown:
         prime = "".join(c for c in prime if c in vocab)
     check_prime(vocab, prime)
-    cfg = SampleConfig(**{**cfg.__dict__, "seed": resolve_seed(seed)})
+    cfg = replace(cfg, seed=resolve_seed(seed))
     if not quiet:
         _stderr().print(f"[dim]sampling from {path}, seed {cfg.seed}[/]")
     write_samples(generate(model, vocab, prime, cfg, dev), prime, cfg.num_samples, sys.stdout)
@@ -220,7 +222,7 @@ def write_samples(events, prime: str, n: int, out) -> None:
         if now - last_flush > 0.02:
             out.flush()
             last_flush = now
-    ended = [True if e else False for e in ended]
+    ended = [bool(e) for e in ended]
     advance()
     out.flush()
 
@@ -229,18 +231,18 @@ def write_samples(events, prime: str, n: int, out) -> None:
 @command
 def eval_cmd(
     files: list[Path] = typer.Argument(..., help="Text files to score.", show_default=False),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="A .pt file or run directory."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", "-c", help="A .pt file or run directory."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
 ):
     """Score text: nats/char, bits/char and perplexity of the model on each file and overall."""
     import math
 
+    import numpy as np
+
     from .checkpoint import resolve_checkpoint
     from .data import EOS, read_text
     from .inference import load_model
     from .train import evaluate, pick_device
-
-    import numpy as np
 
     dev = pick_device(device)
     model, vocab, _ = load_model(resolve_checkpoint(checkpoint), dev)
@@ -251,8 +253,6 @@ def eval_cmd(
         missing = vocab.missing(text)
         if missing:
             from .data import describe_chars
-            from .errors import UsageError
-
             raise UsageError(f"{name}: characters not in the model's vocabulary: {describe_chars(missing)}")
         ids = np.concatenate([[EOS], vocab.encode(text), [EOS]])
         nll, n = evaluate(model, ids, dev)
@@ -267,14 +267,14 @@ def eval_cmd(
 @app.command()
 @command
 def info(
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="A .pt file or run directory."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", "-c", help="A .pt file or run directory."),
 ):
     """Describe a checkpoint: config, vocabulary, size, progress and corpus."""
-    from .checkpoint import load_checkpoint, resolve_checkpoint
-    from .inference import describe
-
     from rich.console import Console
     from rich.table import Table
+
+    from .checkpoint import load_checkpoint, resolve_checkpoint
+    from .inference import describe
 
     path = resolve_checkpoint(checkpoint)
     rows = describe(load_checkpoint(path))

@@ -40,7 +40,7 @@ class Vocab:
         self._code_ids = np.array([i + 1 for i in order], dtype=np.int64)
 
     @classmethod
-    def from_texts(cls, texts: list[str]) -> "Vocab":
+    def from_texts(cls, texts: list[str]) -> Vocab:
         seen: set[str] = set()
         for t in texts:
             seen.update(t)

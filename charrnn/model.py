@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 from torch import nn
 
-CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+from .config import ModelConfig
+
+CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}  # keys match config.CELLS
 
 # The recurrent state: (h, c) for an LSTM, h alone for GRU and RNN; each (layers, batch, hidden).
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    vocab_size: int
-    cell: str = "lstm"
-    layers: int = 2
-    hidden: int = 512
-    embed: int = 64
-    dropout: float = 0.1
-
-    def __post_init__(self):
-        if self.cell not in CELLS:
-            raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class CharRNN(nn.Module):

@@ -19,6 +19,10 @@ def fmt_count(n: float) -> str:
     return f"{n:.0f}"
 
 
+def fmt_num(x: float) -> str:
+    return "–" if math.isnan(x) else f"{x:.3f}"
+
+
 class RichReporter(Reporter):
     """Draws training progress on `console` (stderr). quiet=True prints only warnings and the summary."""
 
@@ -69,8 +73,8 @@ class RichReporter(Reporter):
         else:
             completed = None
         total = f"/{self.horizon:,}" if self.horizon else ""
-        status = (f"step {progress.step:,}{total}  epoch {progress.epoch}  loss {train_loss:.3f}  "
-                  f"val {self.val_bpc:.3f} bpc  {fmt_count(chars_per_s)} chars/s")
+        status = (f"step {progress.step:,}{total}  epoch {progress.epoch}  loss {fmt_num(train_loss)}  "
+                  f"val {fmt_num(self.val_bpc)} bpc  {fmt_count(chars_per_s)} chars/s")
         self.bar.update(self.task, completed=completed, status=status)
 
     def evaluation(self, record: dict, sample: str) -> None:
@@ -100,7 +104,9 @@ class RichReporter(Reporter):
         p = summary["progress"]
         why = {"budget": "budget reached", "time": "time budget reached", "patience": "validation stopped improving",
                "cap": f"reached the cap of {p.epoch} epochs", "interrupted": "interrupted"}.get(p.stopped, p.stopped)
-        best = f"best val {summary['best_val_bpc']:.4f} bpc at step {p.best_step:,}" if not math.isnan(summary["best_val_bpc"]) else "no validation"
+        best = "no validation"
+        if not math.isnan(summary["best_val_bpc"]):
+            best = f"best val {summary['best_val_bpc']:.4f} bpc at step {p.best_step:,}"
         self.console.print(
             f"[bold]done[/] ({why}): {p.step:,} steps, {fmt_count(p.chars_seen)} chars in {p.elapsed:.0f}s "
             f"({fmt_count(summary['chars_per_s'])} chars/s); {best}\n  saved {escape(summary['out'])}/best.pt and last.pt",

@@ -8,36 +8,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import torch
 
+from .config import SampleConfig
 from .data import EOS, Vocab, describe_chars
 from .errors import UsageError
 from .model import CharRNN, select_state
-
-
-@dataclass(frozen=True)
-class SampleConfig:
-    length: int = 500
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
-    greedy: bool = False
-    num_samples: int = 1
-    seed: int | None = None
-
-    def validate(self) -> None:
-        if self.length < 1:
-            raise UsageError(f"--length must be at least 1, got {self.length}")
-        if self.num_samples < 1:
-            raise UsageError(f"--num-samples must be at least 1, got {self.num_samples}")
-        if not (math.isfinite(self.temperature) and self.temperature > 0):
-            raise UsageError(f"--temperature must be a number > 0, got {self.temperature}; use --greedy for argmax")
-        if self.top_k is not None and self.top_k < 1:
-            raise UsageError(f"--top-k must be at least 1, got {self.top_k}")
-        if self.top_p is not None and not (0 < self.top_p <= 1):
-            raise UsageError(f"--top-p must be in (0, 1], got {self.top_p}")
 
 
 def next_ids(logits: torch.Tensor, cfg: SampleConfig, generator: torch.Generator | None) -> torch.Tensor:
@@ -98,7 +75,7 @@ def generate(model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig,
             ids = next_ids(logits, cfg, gen)
             drawn = ids.tolist()
             keep = []
-            for pos, (i, t) in enumerate(zip(active, drawn)):
+            for pos, (i, t) in enumerate(zip(active, drawn, strict=False)):
                 if t == EOS:
                     yield i, None
                 else:

@@ -8,6 +8,7 @@ offset, so window boundaries move between epochs, and the state is reset.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import signal
@@ -20,34 +21,13 @@ import torch
 import torch.nn.functional as F
 
 from . import checkpoint as ckpt_io
+from .config import TrainConfig
 from .data import Split, Vocab, fingerprint, split_documents
 from .errors import UsageError
 from .model import CharRNN, ModelConfig, State, detach_state
 
 LN2 = math.log(2)
 MAX_AUTO_EPOCHS = 50  # the cap when only --patience decides when to stop
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    seq_len: int = 128
-    batch_size: int = 64
-    lr: float = 3e-3
-    min_lr_frac: float = 0.05  # the decay ends at lr * min_lr_frac
-    warmup: int = 100  # steps of linear warm-up
-    weight_decay: float = 0.01
-    clip: float = 1.0
-    epochs: float | None = None
-    steps: int | None = None
-    time_budget: float | None = None  # seconds of training (evaluations included)
-    patience: int = 4
-    val_frac: float = 0.1
-    eval_every: int | None = None  # steps; None: about 12 evaluations over a known budget, else every 250 steps
-    seed: int = 1337
-    device: str = "auto"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -175,7 +155,7 @@ def evaluate(model: CharRNN, ids: np.ndarray | torch.Tensor, device: torch.devic
     width = max(len(r) for r in rows_x)
     x = torch.zeros(k, width, dtype=torch.long)
     y = torch.full((k, width), -100, dtype=torch.long)
-    for i, (rx, ry) in enumerate(zip(rows_x, rows_y)):
+    for i, (rx, ry) in enumerate(zip(rows_x, rows_y, strict=False)):
         x[i, : len(rx)] = rx
         y[i, : len(ry)] = ry
     x, y = x.to(device), y.to(device)
@@ -225,10 +205,8 @@ class _StopFlag:
 
     def __enter__(self):
         for sig in self.SIGNALS:
-            try:
+            with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
                 self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
         return self
 
     def _handle(self, signum, frame):

@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -113,7 +112,8 @@ def test_help_does_not_import_torch():
 
 
 def test_sample_into_closed_pipe_is_quiet(workdir):
-    cmd = f"set -o pipefail; {sys.executable} -m charrnn sample --prime 'ROMEO: O, she doth' -n 50 --length 5000 --seed 1 | head -c 10"
+    sample = f"{sys.executable} -m charrnn sample --prime 'ROMEO: O, she doth' -n 50 --length 5000 --seed 1"
+    cmd = f"set -o pipefail; {sample} | head -c 10"
     r = subprocess.run(cmd, shell=True, cwd=workdir, capture_output=True, text=True,
                        env=dict(os.environ, NO_COLOR="1"), executable="/bin/bash")
     assert r.stdout == "ROMEO: O, "

@@ -105,3 +105,18 @@ def test_prime_with_unknown_characters(model_vocab):
     model, vocab = model_vocab
     with pytest.raises(UsageError, match=r"'€' \(U\+20AC\)"):
         list(generate(model, vocab, "price: 5€", SampleConfig(length=5)))
+
+
+def test_batched_samples_print_in_order_while_streaming():
+    import io
+
+    from charrnn.cli import write_samples
+
+    out = io.StringIO()
+    events = [(0, "a"), (1, "b"), (2, "c"), (0, None), (1, "d"), (2, None), (1, "e")]
+    write_samples(iter(events), "P", 3, out)
+    # 0 ended by EOS (newline), 1 cut at the length limit (blank line), 2 ended by EOS; prime echoed for each.
+    assert out.getvalue() == "Pa\nPbde\n\nPc\n"
+    out = io.StringIO()
+    write_samples(iter([(0, "x"), (0, "y")]), "", 1, out)
+    assert out.getvalue() == "xy\n"

@@ -6,14 +6,13 @@ import signal
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_MODEL, tiny_config
 
-from charrnn.data import EOS, Vocab
+from charrnn.data import EOS
 from charrnn.errors import UsageError
 from charrnn.inference import load_model
 from charrnn.model import CharRNN, ModelConfig
 from charrnn.train import Reporter, TrainConfig, epoch_layout, evaluate, fit_batch_shape, lr_at, train
-
-from conftest import TINY_MODEL, tiny_config
 
 
 def test_tbptt_windows_are_contiguous_per_stream():
