@@ -43,7 +43,7 @@ def describe(ckpt: dict) -> list[tuple[str, str]]:
                      f"weight decay {tc['weight_decay']}, clip {tc['clip']}, seed {tc['seed']}; {budget}"),
         ("progress", f"step {prog['step']:,}, epoch {prog['epoch']}, {prog['chars_seen']:,} chars seen"),
         ("best val", f"{best:.4f} nats/char = {best / math.log(2):.4f} bpc at step {prog['best_step']:,}"
-                     if math.isfinite(best) and best >= 0 else "none"),
+                     if math.isfinite(best) else "none"),
         ("training time", f"{prog['elapsed']:.1f} s"),
         ("corpus", f"{', '.join(corpus['files'])}: {corpus['documents']} document(s), {corpus['chars']:,} chars "
                    f"({corpus['train_chars']:,} train, {corpus['val_chars']:,} validation)"),

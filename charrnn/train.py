@@ -345,11 +345,9 @@ def train(docs: list[str], model_cfg: dict, cfg: TrainConfig, out_dir: str | Pat
                    "documents": len(docs), "train_chars": int(len(split.train)), "val_chars": int(len(split.val))},
     }
 
-    def payload(with_optimizer: bool) -> dict:
-        p = dict(base, model=model.state_dict(), progress=asdict(prog), metrics=metrics)
-        if with_optimizer:
-            p.update(optimizer=opt.state_dict(), rng=_rng_state(gen), state=_state_to_cpu(carried))
-        return p
+    def payload() -> dict:
+        return dict(base, model=model.state_dict(), optimizer=opt.state_dict(), progress=asdict(prog), metrics=metrics,
+                    rng=_rng_state(gen), state=_state_to_cpu(carried))
 
     rep.start({
         "device": str(device), "params": model.num_params(), "vocab_size": len(vocab), "train_chars": len(split.train),
@@ -370,9 +368,10 @@ def train(docs: list[str], model_cfg: dict, cfg: TrainConfig, out_dir: str | Pat
             nll, n = evaluate(model, split.val, device)
             record["val_loss"] = round(nll / n, 5)
             record["val_bpc"] = round(nll / n / LN2, 5)
-        improved = record.get("val_loss", -prog.step) < prog.best_val
+        val = record.get("val_loss")
+        improved = val is None or val < prog.best_val  # without validation, the newest model is the best
         if improved:
-            prog.best_val = record.get("val_loss", -prog.step)
+            prog.best_val = val if val is not None else math.nan
             prog.best_step = prog.step
             prog.bad_evals = 0
         else:
@@ -382,9 +381,10 @@ def train(docs: list[str], model_cfg: dict, cfg: TrainConfig, out_dir: str | Pat
         metrics.append(record)
         with open(metrics_path, "a") as f:
             f.write(json.dumps(record) + "\n")
+        snapshot = payload()
         if improved:
-            ckpt_io.save_checkpoint(payload(with_optimizer=False), out / "best.pt")
-        ckpt_io.save_checkpoint(payload(with_optimizer=True), out / "last.pt")
+            ckpt_io.save_checkpoint(snapshot, out / "best.pt")
+        ckpt_io.save_checkpoint(snapshot, out / "last.pt")
         sample = generate_text(model, vocab, prime="", length=sample_every_eval, temperature=0.8, seed=cfg.seed,
                                device=device) if sample_every_eval else ""
         prog.elapsed += time.perf_counter() - t0
@@ -470,10 +470,8 @@ def train(docs: list[str], model_cfg: dict, cfg: TrainConfig, out_dir: str | Pat
         if prog.step > 0 and prog.stopped not in _StopFlag.SIGNALS.values():
             run_eval()
         else:
-            ckpt_io.save_checkpoint(payload(with_optimizer=True), out / "last.pt")
-    if not (out / "best.pt").exists() and prog.step > 0:
-        ckpt_io.save_checkpoint(payload(with_optimizer=False), out / "best.pt")
-    best_bpc = prog.best_val / LN2 if math.isfinite(prog.best_val) and prog.best_val >= 0 else math.nan
+            ckpt_io.save_checkpoint(payload(), out / "last.pt")
+    best_bpc = prog.best_val / LN2 if math.isfinite(prog.best_val) else math.nan
     result = TrainResult(out_dir=out, progress=prog, best_val_bpc=best_bpc, chars_per_s=chars_per_s(), metrics=metrics)
     rep.end({"progress": prog, "best_val_bpc": best_bpc, "chars_per_s": chars_per_s(), "out": str(out)})
     return result
