@@ -89,7 +89,7 @@ class RichReporter(Reporter):
         )
         if sample:
             text = sample.replace("\n", " ⏎ ")
-            self.console.print(f"  [dim]{escape(text[:160])}[/]", highlight=False, soft_wrap=False)
+            self.console.print(f"  [dim]{escape(text[:160])}[/]", highlight=False)
 
     def message(self, text: str) -> None:
         self.console.print(f"[yellow]note:[/] {escape(text)}", highlight=False)
