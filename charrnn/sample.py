@@ -88,8 +88,7 @@ def generate(model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig,
                 state = select_state(state, index)
                 ids = ids.index_select(0, index)
                 active = [active[p] for p in keep]
-            logits, state = model(ids[:, None], state)
-            logits = logits[:, -1]
+            logits, state = model.step(ids, state)
     finally:
         model.train(was_training)
 
