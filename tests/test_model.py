@@ -54,5 +54,5 @@ def test_single_step_matches_forward(cell):
     for t in range(9):
         logits, state = m.step(x[:, t], state)
         torch.testing.assert_close(logits, expected[:, t], rtol=1e-4, atol=1e-5)
-    for a, b in zip(state if cell == "lstm" else (state,), expected_state if cell == "lstm" else (expected_state,)):
+    for a, b in zip(state if cell == "lstm" else (state,), expected_state if cell == "lstm" else (expected_state,), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
