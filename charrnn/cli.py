@@ -240,21 +240,25 @@ def eval_cmd(
     import numpy as np
 
     from .checkpoint import resolve_checkpoint
-    from .data import EOS, read_text
+    from .data import EOS, describe_chars, read_text
     from .inference import load_model
     from .train import evaluate, pick_device
 
     dev = pick_device(device)
     model, vocab, _ = load_model(resolve_checkpoint(checkpoint), dev)
     texts = [(str(f), read_text(f)) for f in files]
-    total_nll, total_n = 0.0, 0
-    print("file\tnats/char\tbpc\tperplexity\tchars")
-    for name, text in texts:
+    encoded = []
+    for name, text in texts:  # check every file before printing anything
         missing = vocab.missing(text)
         if missing:
-            from .data import describe_chars
-            raise UsageError(f"{name}: characters not in the model's vocabulary: {describe_chars(missing)}")
-        ids = np.concatenate([[EOS], vocab.encode(text), [EOS]])
+            raise UsageError(
+                f"{name}: has characters the model never saw: {describe_chars(missing)}; "
+                "it can only score text made of its vocabulary"
+            )
+        encoded.append((name, np.concatenate([[EOS], vocab.encode(text), [EOS]])))
+    total_nll, total_n = 0.0, 0
+    print("file\tnats/char\tbpc\tperplexity\tscored")
+    for name, ids in encoded:
         nll, n = evaluate(model, ids, dev)
         total_nll += nll
         total_n += n

@@ -33,7 +33,8 @@ def describe(ckpt: dict) -> list[tuple[str, str]]:
     preview = "".join(vocab[:80]).replace("\n", "⏎").replace("\t", "⇥").replace(" ", "␠")
     best = prog["best_val"]
     budget = ", ".join(
-        f"{k} {tc[k]}" for k in ("epochs", "steps", "time_budget") if tc.get(k)
+        f"{label} {tc[k]:g}{unit}" for k, label, unit in (("epochs", "epochs", ""), ("steps", "steps", ""),
+                                                          ("time_budget", "time", "s")) if tc.get(k)
     ) or f"until no improvement for {tc['patience']} evaluations"
     return [
         ("model", f"{mc['cell']} {mc['layers']} x {mc['hidden']}, embed {mc['embed']}, dropout {mc['dropout']}"),

@@ -19,6 +19,7 @@ def run(*args, cwd, input=None, env=None):
 def workdir(tmp_path_factory, corpus_text):
     d = tmp_path_factory.mktemp("cli")
     (d / "play.txt").write_text(corpus_text[:30_000], encoding="utf-8")
+    (d / "euro.txt").write_text("5 €\n", encoding="utf-8")
     r = run("train", "play.txt", "--steps", "30", "--layers", "1", "--hidden", "64", "--embed", "16",
             "--batch-size", "8", "--seq-len", "32", "--lr", "0.01", "--warmup", "5", "--eval-every", "15",
             "--sample-length", "40", cwd=d)
@@ -82,6 +83,7 @@ def test_eval_and_info(workdir):
         (["train", "play.txt", "--time", "soon"], 2, "not a duration"),
         (["train", "play.txt", "--device", "cuda"], 2, "CUDA"),
         (["eval", "-c", "play.txt", "play.txt"], 2, "not a readable checkpoint"),
+        (["eval", "-c", "checkpoints/play", "play.txt", "euro.txt"], 2, "euro.txt: has characters the model never saw"),
     ],
 )
 def test_bad_input_gets_one_line_error(workdir, args, code, message):
