@@ -121,3 +121,34 @@ def test_sample_into_closed_pipe_is_quiet(workdir):
     assert r.stdout == "ROMEO: O, "
     assert r.returncode == 0
     assert "Traceback" not in r.stderr and "Error" not in r.stderr and "ignored" not in r.stderr
+
+
+def test_ctrl_c_keeps_best_writes_last_and_resume_finishes(workdir):
+    import signal
+    import time
+
+    import torch
+
+    args = ["train", "play.txt", "--out", "ctrlc", "--steps", "100000", "--layers", "1", "--hidden", "32",
+            "--embed", "8", "--batch-size", "4", "--seq-len", "16", "--eval-every", "20", "--sample-length", "0"]
+    env = dict(os.environ, NO_COLOR="1")
+    proc = subprocess.Popen([sys.executable, "-m", "charrnn", *args], cwd=workdir, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    best = workdir / "ctrlc" / "best.pt"
+    deadline = time.time() + 120
+    while not best.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert out == ""
+    assert "resume with" in err and "--resume" in err
+    assert "Traceback" not in err
+    last = torch.load(workdir / "ctrlc" / "last.pt", weights_only=True)
+    assert last["progress"]["step"] >= 20
+    assert torch.load(best, weights_only=True)["progress"]["step"] >= 20
+    stopped_at = last["progress"]["step"]
+    resumed = run("train", "play.txt", "--out", "ctrlc", "--resume", "--steps", str(stopped_at + 10), cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed at step {stopped_at:,}" in resumed.stderr
+    assert torch.load(workdir / "ctrlc" / "last.pt", weights_only=True)["progress"]["step"] == stopped_at + 10
