@@ -27,7 +27,7 @@ def test_checkpoint_is_self_contained(trained_run):
     for key in ("model", "optimizer", "vocab", "model_config", "train_config", "progress", "rng", "corpus", "metrics"):
         assert key in ckpt, key
     assert ckpt["version"] == FORMAT_VERSION
-    assert ckpt["progress"]["step"] == 60
+    assert ckpt["progress"]["step"] == 150
 
 
 class Payload:

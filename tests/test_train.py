@@ -60,7 +60,7 @@ def test_training_learns_and_writes_run(trained_run, corpus_text):
     for name in ("best.pt", "last.pt", "metrics.jsonl"):
         assert (trained_run / name).is_file()
     records = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records] == [20, 40, 60]
+    assert [r["step"] for r in records] == [50, 100, 150]
     keys = {"step", "elapsed", "train_loss", "val_loss", "val_bpc", "chars_per_s", "lr"}
     assert keys <= set(records[0])
     for r in records:
