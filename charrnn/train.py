@@ -288,10 +288,14 @@ def train(docs: list[str], model_cfg: dict, cfg: TrainConfig, out_dir: str | Pat
     if prev is not None:
         vocab = Vocab(prev["vocab"])
         model_config = ModelConfig(**prev["model_config"])
-        # The run's own settings stand; only how long to go on and where may change.
-        cfg = replace(TrainConfig(**prev["train_config"]), **{
-            k: getattr(cfg, k) for k in ("epochs", "steps", "time_budget", "patience", "eval_every", "device")
-        })
+        # The run's own settings stand; only how long to go on, how often to evaluate, and where may
+        # change. Without a new budget, the run's own budget (say --time 10m) is finished.
+        changes = {"device": cfg.device, "patience": cfg.patience}
+        if cfg.epochs or cfg.steps or cfg.time_budget:
+            changes.update(epochs=cfg.epochs, steps=cfg.steps, time_budget=cfg.time_budget)
+        if cfg.eval_every:
+            changes["eval_every"] = cfg.eval_every
+        cfg = replace(TrainConfig(**prev["train_config"]), **changes)
     else:
         vocab = Vocab.from_texts(docs)
         model_config = ModelConfig(vocab_size=len(vocab), **model_cfg)

@@ -28,7 +28,8 @@ def corpus_text() -> str:
 def trained_run(tmp_path_factory, corpus_text):
     """A tiny model trained for real on Shakespeare; returns its run directory."""
     out = tmp_path_factory.mktemp("run")
-    train([corpus_text], TINY_MODEL, tiny_config(steps=150, eval_every=50), out, sources=["shakespeare-head"], sample_every_eval=0)
+    cfg = tiny_config(steps=150, eval_every=50)
+    train([corpus_text], TINY_MODEL, cfg, out, sources=["shakespeare-head"], sample_every_eval=0)
     return out
 
 

@@ -104,7 +104,8 @@ def test_interrupted_then_resumed_run_ends_bit_identical(tmp_path, corpus_text, 
     train([text], model_cfg, cfg, tmp_path / "full", sample_every_eval=0)
     part = train([text], model_cfg, cfg, tmp_path / "part", reporter=StopAt(stop_at), sample_every_eval=0)
     assert part.progress.stopped == "interrupted" and part.progress.step == stop_at
-    train([text], {}, cfg, tmp_path / "part", resume=True, sample_every_eval=0)
+    # No budget given on resume: the run's own (30 steps) is finished.
+    train([text], {}, TrainConfig(device="cpu"), tmp_path / "part", resume=True, sample_every_eval=0)
     a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
     b = torch.load(tmp_path / "part" / "last.pt", weights_only=True)
     assert a["progress"]["step"] == b["progress"]["step"] == 30
