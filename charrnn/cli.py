@@ -91,7 +91,13 @@ def parse_duration(text: str) -> float:
 @app.command()
 @command
 def train(
-    paths: list[Path] = typer.Argument(..., help="Text files (UTF-8); each is a document, ended by EOS.", show_default=False),
+    paths: list[Path] = typer.Argument(
+        ..., help="Text files (UTF-8), '-' for standard input; each is a document, ended by EOS.", show_default=False
+    ),
+    lines: bool = typer.Option(False, "--lines", help="Every non-empty line is a document (names, titles, log lines)."),
+    doc_sep: str | None = typer.Option(
+        None, help="Documents are separated by lines holding only SEP ('%' for fortune files; '' for blank lines)."
+    ),
     cell: str | None = typer.Option(None, help=f"Recurrent cell: lstm, gru or rnn. (default: {M.cell})", show_default=False),
     layers: int | None = typer.Option(None, help=f"Stacked recurrent layers. (default: {M.layers})", show_default=False),
     hidden: int | None = typer.Option(None, help=f"Hidden units per layer. (default: {M.hidden})", show_default=False),
@@ -120,11 +126,15 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the final summary on stderr."),
 ):
     """Learn a corpus: train a char-level model and write best.pt, last.pt and metrics.jsonl."""
-    from .data import read_text
+    from .data import read_text, split_text
     from .progress import RichReporter
     from .train import train as run_train
 
-    docs = [read_text(p) for p in paths]
+    if lines and doc_sep is not None:
+        raise UsageError("--lines and --doc-sep both say how to cut documents; give one of them")
+    if sum(str(p) == "-" for p in paths) > 1:
+        raise UsageError("standard input ('-') can be read only once; give it once")
+    docs = [d for p in paths for d in split_text(read_text(p), lines, doc_sep)]
     given = {"cell": cell, "layers": layers, "hidden": hidden, "embed": embed, "dropout": dropout}
     model_cfg = {k: v for k, v in given.items() if v is not None}
     if not resume:  # on resume, only the flags given are checked against the checkpoint
@@ -135,10 +145,12 @@ def train(
         seq_len=seq_len, batch_size=batch_size, lr=lr, warmup=warmup, weight_decay=weight_decay, clip=clip,
         epochs=epochs, steps=steps, time_budget=parse_duration(time_budget) if time_budget else None,
         patience=patience, val_frac=val_frac, eval_every=eval_every, seed=seed, device=device,
+        whole_documents=lines or doc_sep is not None,
     )
-    out_dir = out or Path("checkpoints") / paths[0].stem
+    out_dir = out or Path("checkpoints") / ("stdin" if str(paths[0]) == "-" else paths[0].stem)
     console = _stderr()
-    result = run_train(docs, model_cfg, cfg, out_dir, sources=[str(p) for p in paths], resume=resume, force=force,
+    sources = ["<stdin>" if str(p) == "-" else str(p) for p in paths]
+    result = run_train(docs, model_cfg, cfg, out_dir, sources=sources, resume=resume, force=force,
                        reporter=RichReporter(console, quiet=quiet), sample_every_eval=sample_length)
     stopped = result.progress.stopped
     if stopped in ("interrupted", "terminated"):
@@ -152,7 +164,10 @@ def sample(
     checkpoint: Path | None = typer.Option(
         None, "--checkpoint", "-c", help="A .pt file or run directory. (default: newest run under checkpoints/)"
     ),
-    prime: str = typer.Option("", help="Text to start from (echoed first). (default: start of a document)"),
+    prime: str = typer.Option(
+        "", help="Text to start from (echoed first); '-' reads it from standard input. (default: start of a document)"
+    ),
+    prime_file: Path | None = typer.Option(None, help="Read the prime from this file (any length, many lines)."),
     length: int = typer.Option(SampleConfig.length, "--length", "-l", help="New characters per sample (the prime not counted)."),
     temperature: float = typer.Option(
         SampleConfig.temperature, "--temperature", "-t", help="Softmax temperature (> 0): lower is safer, higher wilder."
@@ -168,6 +183,7 @@ def sample(
 ):
     """Write new text: stream samples from a trained model to stdout."""
     from .checkpoint import resolve_checkpoint
+    from .data import read_text
     from .inference import load_model
     from .sample import check_prime, generate, resolve_seed
     from .train import pick_device
@@ -176,6 +192,10 @@ def sample(
                        num_samples=num_samples, seed=seed)
     cfg.validate()
     dev = pick_device(device)
+    if prime_file is not None and prime:
+        raise UsageError("--prime and --prime-file both give a prime; give one of them")
+    if prime == "-" or prime_file is not None:
+        prime = read_text(prime_file if prime_file is not None else "-")  # UTF-8, CRLF read as LF
     path = resolve_checkpoint(checkpoint)
     model, vocab, _ = load_model(path, dev)
     if skip_unknown:

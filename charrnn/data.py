@@ -8,6 +8,8 @@ also means "start of a document": an unprimed sample begins a fresh document.
 from __future__ import annotations
 
 import hashlib
+import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,24 +84,46 @@ def describe_chars(chars: list[str], limit: int = 12) -> str:
     return shown + (f" and {len(chars) - limit} more" if len(chars) > limit else "")
 
 
-def read_text(path: str | Path) -> str:
-    """Read a UTF-8 text file, with errors a user can act on (UsageError)."""
+def read_text(path: str | Path, stdin=None) -> str:
+    """Read a UTF-8 text file ('-' reads standard input), with errors a user can act on (UsageError)."""
+    if str(path) == "-":
+        stream = stdin if stdin is not None else sys.stdin.buffer
+        return decode_text(stream.read(), "standard input")
     p = Path(path)
     if not p.exists():
         raise UsageError(f"{p}: no such file; check the path")
     if p.is_dir():
         raise UsageError(f"{p}: is a directory; pass the text files inside it (e.g. {p}/*.txt)")
-    data = p.read_bytes()
+    return decode_text(p.read_bytes(), str(p))
+
+
+def decode_text(data: bytes, name: str) -> str:
+    """UTF-8 bytes -> text with CRLF read as LF and a leading BOM dropped; refuses binary, invalid or empty input."""
     if b"\x00" in data:
-        raise UsageError(f"{p}: contains NUL bytes, so it looks binary, not text; pass a UTF-8 text file")
+        raise UsageError(f"{name}: contains NUL bytes, so it looks binary, not text; pass a UTF-8 text file")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise UsageError(f"{p}: invalid UTF-8 at byte {e.start}; convert it to UTF-8 (e.g. iconv -t UTF-8)") from None
+        raise UsageError(f"{name}: invalid UTF-8 at byte {e.start}; convert it to UTF-8 (e.g. iconv -t UTF-8)") from None
     text = text.removeprefix("\ufeff").replace("\r\n", "\n")
     if not text.strip():
-        raise UsageError(f"{p}: is empty; pass a file with text in it")
+        raise UsageError(f"{name}: is empty; pass text to learn from")
     return text
+
+
+def split_text(text: str, lines: bool = False, doc_sep: str | None = None) -> list[str]:
+    """Cut one text into documents: every non-empty line (lines=True), or pieces between lines that
+    hold only `doc_sep` ('%' for fortune files), or, with doc_sep '', between blank lines.
+    Without either, the text is one document."""
+    if lines:
+        docs = [line for line in text.split("\n") if line.strip()]
+    elif doc_sep is None:
+        return [text]
+    elif doc_sep == "":
+        docs = [d.strip("\n") for d in re.split(r"\n(?:[ \t]*\n)+", text)]
+    else:
+        docs = [d.strip("\n") for d in re.split(rf"^{re.escape(doc_sep)}[ \t]*$", text, flags=re.MULTILINE)]
+    return [d for d in docs if d.strip()]
 
 
 def fingerprint(texts: list[str]) -> str:
@@ -125,22 +149,52 @@ class Split:
     val: np.ndarray
 
 
-def split_documents(docs: list[str], vocab: Vocab, val_frac: float) -> Split:
-    """Hold out the last `val_frac` of every document (never trained on)."""
+def split_documents(docs: list[str], vocab: Vocab, val_frac: float, whole: bool = False, seed: int = 0) -> Split:
+    """Hold out validation text, never trained on.
+
+    whole=False: the last `val_frac` of every document (for books and other long documents).
+    whole=True: whole documents, drawn at random (seeded) until they hold `val_frac` of the
+    characters (for line and document corpora, where a document's tail is no fair test).
+    """
     if not 0.0 <= val_frac < 1.0:
         raise UsageError(f"--val-frac must be in [0, 1), got {val_frac}")
     eos = np.array([EOS], dtype=np.int64)
     train_parts, val_parts = [], []
-    for d in docs:
-        ids = vocab.encode(d)
-        k = len(ids) - int(round(len(ids) * val_frac))
-        train_parts += [eos, ids[:k]]
-        if k < len(ids):
-            val_parts += [ids[k:], eos]
+    if whole:
+        held = _pick_documents(docs, val_frac, seed)
+        for i, d in enumerate(docs):
+            (val_parts if i in held else train_parts).extend([eos, vocab.encode(d)])
+        val_parts += [eos] if val_parts else []
+    else:
+        for d in docs:
+            ids = vocab.encode(d)
+            k = len(ids) - int(round(len(ids) * val_frac))
+            train_parts += [eos, ids[:k]]
+            if k < len(ids):
+                val_parts += [ids[k:], eos]
     train = np.concatenate(train_parts + [eos])
     val = np.concatenate(val_parts) if val_parts else np.zeros(0, dtype=np.int64)
     if val_frac > 0 and len(val) < 2:
         raise UsageError(
             f"--val-frac {val_frac} leaves no validation text ({len(val)} chars); raise it or give a longer corpus"
         )
+    if not np.any(train != EOS):
+        raise UsageError(f"--val-frac {val_frac} leaves no training text; lower it or give a longer corpus")
     return Split(train=train, val=val)
+
+
+def _pick_documents(docs: list[str], val_frac: float, seed: int) -> set[int]:
+    """Indices of documents to hold out: a seeded random order, taken until val_frac of the characters."""
+    if val_frac == 0:
+        return set()
+    if len(docs) < 2:
+        raise UsageError("holding out whole documents needs at least 2 documents; give more, or set --val-frac 0")
+    total = sum(len(d) for d in docs)
+    order = np.random.default_rng(seed).permutation(len(docs))
+    held, size = set(), 0
+    for i in order[:-1]:  # always leave one document to train on
+        if size >= val_frac * total:
+            break
+        held.add(int(i))
+        size += len(docs[i])
+    return held

@@ -41,7 +41,8 @@ def describe(ckpt: dict) -> list[tuple[str, str]]:
         ("parameters", f"{params:,}"),
         ("vocabulary", f"{len(vocab) + 1} symbols (EOS + {len(vocab)} chars): {preview}{'…' if len(vocab) > 80 else ''}"),
         ("training", f"batch {tc['batch_size']} x seq {tc['seq_len']}, lr {tc['lr']:g}, warm-up {tc['warmup']}, "
-                     f"weight decay {tc['weight_decay']}, clip {tc['clip']}, seed {tc['seed']}; {budget}"),
+                     f"weight decay {tc['weight_decay']}, clip {tc['clip']}, seed {tc['seed']}; {budget}; "
+                     f"validation: {'whole documents' if tc.get('whole_documents') else 'tail of each document'}"),
         ("progress", f"step {prog['step']:,}, epoch {prog['epoch']}, {prog['chars_seen']:,} chars seen"),
         ("best val", f"{best:.4f} nats/char = {best / math.log(2):.4f} bpc at step {prog['best_step']:,}"
                      if math.isfinite(best) else "none"),

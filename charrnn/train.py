@@ -300,7 +300,7 @@ def train(docs: list[str], model_cfg: dict, cfg: TrainConfig, out_dir: str | Pat
         vocab = Vocab.from_texts(docs)
         model_config = ModelConfig(vocab_size=len(vocab), **model_cfg)
 
-    split: Split = split_documents(docs, vocab, cfg.val_frac)
+    split: Split = split_documents(docs, vocab, cfg.val_frac, whole=cfg.whole_documents, seed=cfg.seed)
     cfg, note = fit_batch_shape(len(split.train), cfg)
     if note:
         rep.message(note)

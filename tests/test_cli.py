@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -152,3 +153,39 @@ def test_ctrl_c_keeps_best_writes_last_and_resume_finishes(workdir):
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed at step {stopped_at:,}" in resumed.stderr
     assert torch.load(workdir / "ctrlc" / "last.pt", weights_only=True)["progress"]["step"] == stopped_at + 10
+
+
+@pytest.fixture(scope="module")
+def names_run(tmp_path_factory):
+    """A line-mode model trained from standard input on the bundled names."""
+    d = tmp_path_factory.mktemp("names")
+    names = (Path(__file__).resolve().parent.parent / "corpora" / "names.txt").read_text().splitlines()[::3]
+    r = run("train", "--lines", "-", "--out", "names", "--steps", "300", "--hidden", "128", "--embed", "16",
+            "--sample-length", "0", "-q", cwd=d, input="\n".join(names) + "\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ""
+    return d
+
+
+def test_line_corpus_from_stdin_gives_one_sample_per_line(names_run):
+    import torch
+
+    ckpt = torch.load(names_run / "names" / "best.pt", weights_only=True)
+    assert ckpt["corpus"]["files"] == ["<stdin>"] and ckpt["corpus"]["documents"] > 1000
+    assert ckpt["train_config"]["whole_documents"] is True
+    r = run("sample", "-c", "names", "-n", "12", "--length", "40", "--seed", "5", cwd=names_run)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.split("\n")
+    assert lines[-1] == "" and len(lines) == 13  # 12 samples, each ended by EOS and a newline
+    assert all(line and " " not in line and line[0].isupper() for line in lines[:-1]), lines
+
+
+def test_prime_from_stdin_and_file(names_run):
+    (names_run / "prime.txt").write_text("Mar", encoding="utf-8")
+    a = run("sample", "-c", "names", "--prime", "-", "-n", "3", "--seed", "2", cwd=names_run, input="Mar")
+    b = run("sample", "-c", "names", "--prime-file", "prime.txt", "-n", "3", "--seed", "2", cwd=names_run)
+    assert a.returncode == b.returncode == 0, a.stderr + b.stderr
+    assert a.stdout == b.stdout
+    assert all(line.startswith("Mar") for line in a.stdout.splitlines())
+    bad = run("sample", "-c", "names", "--prime", "x", "--prime-file", "prime.txt", cwd=names_run)
+    assert bad.returncode == 2 and "give one of them" in bad.stderr

@@ -106,3 +106,41 @@ def test_read_text_normalises_crlf_and_bom(tmp_path):
     p = tmp_path / "w.txt"
     p.write_bytes("\ufeffone\r\ntwo\r\n".encode("utf-8"))
     assert read_text(p) == "one\ntwo\n"
+
+
+def test_split_text_into_documents():
+    from charrnn.data import split_text
+
+    assert split_text("a\n\n  \nb c\r\n", lines=True) == ["a", "b c\r"]
+    assert split_text("one\nfortune\n%\ntwo\n%\n\n%\nthree", doc_sep="%") == ["one\nfortune", "two", "three"]
+    assert split_text("p1\nl2\n\n \np2\n", doc_sep="") == ["p1\nl2", "p2"]
+    assert split_text("whole\n\ntext") == ["whole\n\ntext"]
+
+
+def test_whole_document_holdout_is_seeded_and_disjoint():
+    docs = [f"name{i:03d}" for i in range(200)]
+    v = Vocab.from_texts(docs)
+    a = split_documents(docs, v, 0.1, whole=True, seed=3)
+    b = split_documents(docs, v, 0.1, whole=True, seed=3)
+    c = split_documents(docs, v, 0.1, whole=True, seed=4)
+    assert np.array_equal(a.val, b.val) and not np.array_equal(a.val, c.val)
+    train_docs = _docs(v, a.train)
+    val_docs = _docs(v, a.val)
+    assert len(val_docs) == 20 and not (train_docs & val_docs)
+    assert train_docs | val_docs == set(docs)
+    # The validation stream opens with EOS, so its first document is scored from a document start.
+    assert a.val[0] == EOS and a.val[-1] == EOS
+    with pytest.raises(UsageError, match="at least 2 documents"):
+        split_documents(["only one"], Vocab.from_texts(["only one"]), 0.1, whole=True)
+
+
+def _docs(v, ids):
+    return {d for d in "".join("\n" if i == EOS else v.decode([i]) for i in ids).split("\n") if d}
+
+
+def test_stdin_is_read_like_a_file():
+    import io
+
+    assert read_text("-", stdin=io.BytesIO(b"hi\r\nthere\n")) == "hi\nthere\n"
+    with pytest.raises(UsageError, match="standard input: is empty"):
+        read_text("-", stdin=io.BytesIO(b""))
