@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import sys
@@ -151,7 +152,8 @@ def train(
     console = _stderr()
     sources = ["<stdin>" if str(p) == "-" else str(p) for p in paths]
     result = run_train(docs, model_cfg, cfg, out_dir, sources=sources, resume=resume, force=force,
-                       reporter=RichReporter(console, quiet=quiet), sample_every_eval=sample_length)
+                       reporter=RichReporter(console, quiet=quiet), sample_every_eval=sample_length,
+                       doc_mode={"lines": lines, "doc_sep": doc_sep})
     stopped = result.progress.stopped
     if stopped in ("interrupted", "terminated"):
         console.print(f"{stopped}: resume with  charrnn train {' '.join(map(str, paths))} --out {out_dir} --resume")
@@ -178,6 +180,9 @@ def sample(
     seed: int | None = typer.Option(None, help="Random seed (reported on stderr when not given)."),
     num_samples: int = typer.Option(1, "--num-samples", "-n", help="Samples to generate, as one batch."),
     skip_unknown: bool = typer.Option(False, help="Drop prime characters the model does not know instead of failing."),
+    unique: bool = typer.Option(False, help="Drop samples that repeat an earlier one (more are drawn to make up -n)."),
+    novel: bool = typer.Option(False, help="Drop samples that are a document of the training corpus (e.g. a known name)."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON object per sample: text, prime, ended, seed."),
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Nothing on stderr but errors."),
 ):
@@ -185,7 +190,7 @@ def sample(
     from .checkpoint import resolve_checkpoint
     from .data import read_text
     from .inference import load_model
-    from .sample import check_prime, generate, resolve_seed
+    from .sample import check_prime, complete_samples, generate, resolve_seed
     from .train import pick_device
 
     cfg = SampleConfig(length=length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy,
@@ -197,14 +202,54 @@ def sample(
     if prime == "-" or prime_file is not None:
         prime = read_text(prime_file if prime_file is not None else "-")  # UTF-8, CRLF read as LF
     path = resolve_checkpoint(checkpoint)
-    model, vocab, _ = load_model(path, dev)
+    model, vocab, ckpt = load_model(path, dev)
     if skip_unknown:
         prime = "".join(c for c in prime if c in vocab)
     check_prime(vocab, prime)
     cfg = replace(cfg, seed=resolve_seed(seed))
     if not quiet:
         _stderr().print(f"[dim]sampling from {path}, seed {cfg.seed}[/]")
-    write_samples(generate(model, vocab, prime, cfg, dev), prime, cfg.num_samples, sys.stdout)
+    if not (unique or novel or json_out):
+        write_samples(generate(model, vocab, prime, cfg, dev), prime, cfg.num_samples, sys.stdout)
+        return
+    accept = sample_filter(ckpt, unique, novel, path)
+    made = 0
+    cut_before = False
+    for text, eos in complete_samples(model, vocab, prime, cfg, dev, accept):
+        if json_out:
+            record = {"index": made, "text": text, "prime": prime, "ended": "eos" if eos else "length", "seed": cfg.seed}
+            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+        else:
+            sys.stdout.write(("\n" if cut_before else "") + text + "\n")  # a blank line after a sample cut at --length
+        sys.stdout.flush()
+        cut_before = not eos
+        made += 1
+    if made < cfg.num_samples and not quiet:
+        _stderr().print(f"only {made} of {cfg.num_samples} samples were new; the model mostly repeats its corpus")
+
+
+def sample_filter(ckpt: dict, unique: bool, novel: bool, path):
+    """The test a sample must pass for --unique (not seen earlier in this run) and --novel (not a training document)."""
+    from .data import doc_hash
+
+    known = None
+    if novel:
+        hashes = ckpt["corpus"].get("doc_hashes")
+        if hashes is None:
+            raise UsageError(f"{path}: this checkpoint has no record of its training documents; retrain to use --novel")
+        known = set(hashes.tolist())
+    seen: set[str] = set()
+
+    def accept(text: str) -> bool:
+        if known is not None and doc_hash(text) in known:
+            return False
+        if unique:
+            if text in seen:
+                return False
+            seen.add(text)
+        return True
+
+    return accept
 
 
 def write_samples(events, prime: str, n: int, out) -> None:
@@ -250,9 +295,12 @@ def write_samples(events, prime: str, n: int, out) -> None:
 @app.command("eval")
 @command
 def eval_cmd(
-    files: list[Path] = typer.Argument(..., help="Text files to score.", show_default=False),
+    files: list[Path] = typer.Argument(..., help="Text files to score; '-' reads standard input.", show_default=False),
     checkpoint: Path | None = typer.Option(None, "--checkpoint", "-c", help="A .pt file or run directory."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON object per file, then one for all files."),
+    lines: bool | None = typer.Option(None, "--lines/--no-lines", help="Each line is a document. (default: as trained)"),
+    doc_sep: str | None = typer.Option(None, help="Documents are separated by lines holding only SEP. (default: as trained)"),
 ):
     """Score text: nats/char, bits/char and perplexity of the model on each file and overall."""
     import math
@@ -260,32 +308,79 @@ def eval_cmd(
     import numpy as np
 
     from .checkpoint import resolve_checkpoint
-    from .data import EOS, describe_chars, read_text
+    from .data import EOS, describe_chars, read_text, split_text
     from .inference import load_model
     from .train import evaluate, pick_device
 
     dev = pick_device(device)
-    model, vocab, _ = load_model(resolve_checkpoint(checkpoint), dev)
-    texts = [(str(f), read_text(f)) for f in files]
+    model, vocab, ckpt = load_model(resolve_checkpoint(checkpoint), dev)
+    if lines is None and doc_sep is None:  # cut text into documents as the training corpus was
+        lines, doc_sep = bool(ckpt["corpus"].get("lines")), ckpt["corpus"].get("doc_sep")
+    if sum(str(f) == "-" for f in files) > 1:
+        raise UsageError("standard input ('-') can be read only once; give it once")
+    texts = [("<stdin>" if str(f) == "-" else str(f), read_text(f)) for f in files]
     encoded = []
     for name, text in texts:  # check every file before printing anything
-        missing = vocab.missing(text)
+        docs = split_text(text, bool(lines), doc_sep)
+        missing = [c for d in docs for c in vocab.missing(d)]
         if missing:
             raise UsageError(
-                f"{name}: has characters the model never saw: {describe_chars(missing)}; "
+                f"{name}: has characters the model never saw: {describe_chars(list(dict.fromkeys(missing)))}; "
                 "it can only score text made of its vocabulary"
             )
-        encoded.append((name, np.concatenate([[EOS], vocab.encode(text), [EOS]])))
+        # Each document is read from EOS and ends with EOS, as in training: EOS d1 EOS d2 ... EOS.
+        encoded.append((name, np.concatenate([[EOS]] + [np.append(vocab.encode(d), EOS) for d in docs])))
+    def report(name: str, nll: float, n: int) -> None:
+        m = nll / n
+        if json_out:
+            print(json.dumps({"file": name, "nats_per_char": round(m, 6), "bpc": round(m / math.log(2), 6),
+                              "perplexity": round(math.exp(m), 6), "scored": n}), flush=True)
+        else:
+            print(f"{name}\t{m:.4f}\t{m / math.log(2):.4f}\t{math.exp(m):.3f}\t{n}", flush=True)
+
     total_nll, total_n = 0.0, 0
-    print("file\tnats/char\tbpc\tperplexity\tscored")
+    if not json_out:
+        print("file\tnats/char\tbpc\tperplexity\tscored")
     for name, ids in encoded:
         nll, n = evaluate(model, ids, dev)
         total_nll += nll
         total_n += n
-        print(f"{name}\t{nll / n:.4f}\t{nll / n / math.log(2):.4f}\t{math.exp(nll / n):.3f}\t{n}", flush=True)
+        report(name, nll, n)
     if len(texts) > 1:
-        m = total_nll / total_n
-        print(f"(all)\t{m:.4f}\t{m / math.log(2):.4f}\t{math.exp(m):.3f}\t{total_n}")
+        report("(all)", total_nll, total_n)
+
+
+@app.command()
+@command
+def score(
+    source: Path = typer.Argument(Path("-"), help="Text to score, one document per line; '-' (default) reads stdin."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", "-c", help="A .pt file or run directory."),
+    doc_sep: str | None = typer.Option(None, help="Score documents separated by lines holding only SEP ('' for blank lines)."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON object per document."),
+    device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
+):
+    """Score each line (or document) by how typical it is: bits per character, EOS included. Sort with sort -g."""
+    import math
+
+    from .checkpoint import resolve_checkpoint
+    from .data import read_text, split_text
+    from .inference import load_model, score_documents
+    from .train import pick_device
+
+    dev = pick_device(device)
+    model, vocab, _ = load_model(resolve_checkpoint(checkpoint), dev)
+    docs = split_text(read_text(source), lines=doc_sep is None, doc_sep=doc_sep)
+    for doc, logp in zip(docs, score_documents(model, vocab, docs, dev), strict=True):
+        n = len(doc) + 1  # the characters and the closing EOS
+        bpc = -logp / n / math.log(2) if logp is not None else math.inf
+        if json_out:
+            record = {"text": doc, "bpc": None if logp is None else round(bpc, 5),
+                      "logprob": None if logp is None else round(logp, 5), "predictions": n}
+            if logp is None:
+                record["unknown"] = vocab.missing(doc)
+            print(json.dumps(record, ensure_ascii=False))
+        else:
+            print(f"{bpc:.4f}\t{doc}")
 
 
 @app.command()

@@ -126,6 +126,11 @@ def split_text(text: str, lines: bool = False, doc_sep: str | None = None) -> li
     return [d for d in docs if d.strip()]
 
 
+def doc_hash(text: str) -> int:
+    """A 64-bit hash of one document (blake2b), for the compact record of training documents."""
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little", signed=True)
+
+
 def fingerprint(texts: list[str]) -> str:
     """sha256 of the documents (in order, length-prefixed so boundaries count)."""
     h = hashlib.sha256()

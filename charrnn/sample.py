@@ -7,7 +7,8 @@ Several samples run as one batch; a stream that draws EOS leaves the batch.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import torch
 
@@ -91,6 +92,34 @@ def generate(model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig,
             logits, state = model.step(ids, state)
     finally:
         model.train(was_training)
+
+
+def complete_samples(model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig, device: torch.device | str = "cpu",
+                     accept: Callable[[str], bool] | None = None, max_rounds: int = 20) -> Iterator[tuple[str, bool]]:
+    """Yield (text, ended_by_eos) for whole samples, text including the prime, keeping those `accept` takes.
+
+    Samples are drawn in batches until cfg.num_samples are accepted or `max_rounds` batches
+    are spent (then fewer come out). Round r uses seed cfg.seed + r, so the output is fixed by
+    the seed; within a round, samples come in batch order.
+    """
+    wanted, seed = cfg.num_samples, resolve_seed(cfg.seed)
+    for r in range(max_rounds):
+        batch = wanted if r == 0 else min(4096, 2 * wanted)
+        round_cfg = replace(cfg, num_samples=batch, seed=seed + r)
+        texts: list[list[str]] = [[] for _ in range(batch)]
+        ended = [False] * batch
+        for i, ch in generate(model, vocab, prime, round_cfg, device):
+            if ch is None:
+                ended[i] = True
+            else:
+                texts[i].append(ch)
+        for i in range(batch):
+            text = prime + "".join(texts[i])
+            if accept is None or accept(text):
+                yield text, ended[i]
+                wanted -= 1
+                if wanted == 0:
+                    return
 
 
 def generate_text(model: CharRNN, vocab: Vocab, prime: str = "", length: int = 200, temperature: float = 1.0,

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 
 from . import checkpoint as ckpt_io
 from .config import TrainConfig
-from .data import Split, Vocab, fingerprint, split_documents
-from .errors import UsageError
+from .data import Split, Vocab, doc_hash, fingerprint, split_documents
+from .errors import CharRNNError, UsageError
 from .model import CharRNN, ModelConfig, State, detach_state
 
 LN2 = math.log(2)
@@ -263,12 +263,13 @@ def _optimizer(model: CharRNN, cfg: TrainConfig, device: torch.device) -> torch.
 
 def train(docs: list[str], model_cfg: dict, cfg: TrainConfig, out_dir: str | Path, *, sources: list[str] | None = None,
           resume: bool = False, force: bool = False, reporter: Reporter | None = None,
-          sample_every_eval: int = 200) -> TrainResult:
+          sample_every_eval: int = 200, doc_mode: dict | None = None) -> TrainResult:
     """Train a model on `docs` (each a document: EOS follows it) and write checkpoints to `out_dir`.
 
-    model_cfg holds ModelConfig fields other than vocab_size. Writes best.pt (lowest validation
-    loss), last.pt (the latest state, for --resume) and metrics.jsonl (one JSON object per
-    evaluation). Returns when the budget is spent, patience runs out, or Ctrl-C is pressed.
+    model_cfg holds ModelConfig fields other than vocab_size. doc_mode ({"lines": bool, "doc_sep": str
+    or None}) records how the text was cut into documents, so eval can cut other text the same way.
+    Writes best.pt (lowest validation loss), last.pt (the latest state, for --resume) and
+    metrics.jsonl (one JSON object per evaluation). Returns when the budget is spent, patience runs out, or Ctrl-C is pressed.
     """
     from .sample import generate_text
 
@@ -346,7 +347,10 @@ def train(docs: list[str], model_cfg: dict, cfg: TrainConfig, out_dir: str | Pat
         "model_config": model_config.to_dict(),
         "train_config": cfg.to_dict(),
         "corpus": {"fingerprint": fp, "files": list(sources), "chars": int(sum(len(d) for d in docs)),
-                   "documents": len(docs), "train_chars": int(len(split.train)), "val_chars": int(len(split.val))},
+                   "documents": len(docs), "train_chars": int(len(split.train)), "val_chars": int(len(split.val)),
+                   # 8 bytes per distinct document, so `sample --novel` can drop copies of the corpus.
+                   "doc_hashes": torch.tensor(sorted({doc_hash(d) for d in docs}), dtype=torch.int64),
+                   **(doc_mode or {"lines": False, "doc_sep": None})},
     }
 
     def payload() -> dict:
@@ -358,7 +362,10 @@ def train(docs: list[str], model_cfg: dict, cfg: TrainConfig, out_dir: str | Pat
         "val_chars": len(split.val), "config": cfg, "model_config": model_config, "steps_per_epoch": steps_per_epoch,
         "horizon_steps": horizon_steps, "resumed_at": prog.step if prev is not None else None, "out": str(out),
     })
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CharRNNError(f"cannot create the run directory {out}: {e.strerror}; choose another --out") from None
     metrics_path = out / "metrics.jsonl"
     # The checkpoint's record is the truth: a crash may have left lines past last.pt.
     metrics_path.write_text("".join(json.dumps(r) + "\n" for r in metrics))

@@ -189,3 +189,59 @@ def test_prime_from_stdin_and_file(names_run):
     assert all(line.startswith("Mar") for line in a.stdout.splitlines())
     bad = run("sample", "-c", "names", "--prime", "x", "--prime-file", "prime.txt", cwd=names_run)
     assert bad.returncode == 2 and "give one of them" in bad.stderr
+
+
+def test_novel_and_unique_samples_are_new_and_distinct(names_run):
+    training = set((names_run / "names").parent.joinpath("names").glob("*"))  # the run exists
+    assert training
+    corpus = set((Path(__file__).resolve().parent.parent / "corpora" / "names.txt").read_text().splitlines()[::3])
+    r = run("sample", "-c", "names", "-n", "30", "--novel", "--unique", "--length", "40", "--seed", "1", cwd=names_run)
+    assert r.returncode == 0, r.stderr
+    names = r.stdout.splitlines()
+    assert len(names) == 30 and len(set(names)) == 30
+    assert not (set(names) & corpus)
+    plain = run("sample", "-c", "names", "-n", "200", "--length", "40", "--seed", "1", cwd=names_run)
+    assert set(plain.stdout.splitlines()) & corpus  # without --novel, the model does reproduce training names
+
+
+def test_json_lines_parse_back(names_run):
+    r = run("sample", "-c", "names", "-n", "4", "--json", "--seed", "3", "--prime", "A", cwd=names_run)
+    records = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [x["index"] for x in records] == [0, 1, 2, 3]
+    assert all(x["text"].startswith("A") and x["prime"] == "A" and x["seed"] == 3 for x in records)
+    assert {x["ended"] for x in records} <= {"eos", "length"}
+    r = run("eval", "-c", "names", "-", "--json", cwd=names_run, input="Mary\nJohn\n")
+    (record,) = [json.loads(line) for line in r.stdout.splitlines()]
+    # A line model scores each line as a document: its characters and the EOS that ends it.
+    assert record["file"] == "<stdin>" and record["scored"] == len("Mary") + 1 + len("John") + 1
+    assert record["bpc"] == pytest.approx(record["nats_per_char"] / 0.693147, rel=1e-4)
+
+
+def test_score_ranks_typical_lines_above_odd_ones(names_run):
+    r = run("score", "-c", "names", cwd=names_run, input="Mary\nXqzzkv\n\nAnna\n")
+    assert r.returncode == 0, r.stderr
+    rows = [line.split("\t") for line in r.stdout.splitlines()]
+    assert [t for _, t in rows] == ["Mary", "Xqzzkv", "Anna"]  # one row per non-empty line, in order
+    bpc = {t: float(b) for b, t in rows}
+    assert bpc["Xqzzkv"] > bpc["Mary"] + 1 and bpc["Xqzzkv"] > bpc["Anna"] + 1
+    j = run("score", "-c", "names", "--json", cwd=names_run, input="Mary\nM€ry\n")
+    good, bad = [json.loads(line) for line in j.stdout.splitlines()]
+    assert good["predictions"] == 5 and good["bpc"] == pytest.approx(-good["logprob"] / 5 / 0.693147, rel=1e-4)
+    assert float(rows[0][0]) == pytest.approx(good["bpc"], abs=1e-3)
+    assert bad["bpc"] is None and bad["unknown"] == ["€"]
+
+
+def test_score_matches_eval_of_the_same_document(names_run, tmp_path):
+    (tmp_path / "one.txt").write_text("Maryanne", encoding="utf-8")
+    e = json.loads(run("eval", "-c", "names", str(tmp_path / "one.txt"), "--json", cwd=names_run).stdout)
+    s = json.loads(run("score", "-c", "names", "--json", str(tmp_path / "one.txt"), cwd=names_run).stdout)
+    assert s["bpc"] == pytest.approx(e["bpc"], abs=1e-4)
+
+
+def test_exit_codes_by_failure_class(names_run):
+    assert run("sample", "-c", "names", "-n", "1", "--seed", "1", cwd=names_run).returncode == 0
+    assert run("sample", "-c", "names", "--top-p", "2", cwd=names_run).returncode == 2  # bad option value
+    assert run("sample", "--bogus-flag", cwd=names_run).returncode == 2  # bad usage
+    (names_run / "file").write_text("x")
+    r = run("train", "-", "--out", "file/run", "--steps", "2", cwd=names_run, input="abcdefghij" * 50)
+    assert r.returncode == 1 and "cannot create the run directory" in r.stderr  # runtime failure
