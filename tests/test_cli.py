@@ -245,3 +245,16 @@ def test_exit_codes_by_failure_class(names_run):
     (names_run / "file").write_text("x")
     r = run("train", "-", "--out", "file/run", "--steps", "2", cwd=names_run, input="abcdefghij" * 50)
     assert r.returncode == 1 and "cannot create the run directory" in r.stderr  # runtime failure
+
+
+def test_no_colour_or_bars_when_stderr_is_not_a_terminal(names_run):
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR", "CHARRNN_DEBUG")}
+    r = subprocess.run([sys.executable, "-m", "charrnn", "train", "-", "--lines", "--out", "plain", "--steps", "4",
+                        "--hidden", "16", "--embed", "4", "--eval-every", "2"], cwd=names_run, input="Ann\nBob\nCyd\nDee\n" * 20,
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "\x1b[" not in r.stderr and "━" not in r.stderr  # no ANSI escapes, no progress bar
+    assert "step 4" in r.stderr
+    quiet = run("train", "-", "--lines", "--out", "plain2", "--steps", "4", "--hidden", "16", "--quiet",
+                cwd=names_run, input="Ann\nBob\nCyd\nDee\n" * 20)
+    assert quiet.returncode == 0 and "step 2 " not in quiet.stderr and "done" in quiet.stderr
