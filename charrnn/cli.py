@@ -190,7 +190,7 @@ def sample(
     from .checkpoint import resolve_checkpoint
     from .data import read_text
     from .inference import load_model
-    from .sample import check_prime, complete_samples, generate, resolve_seed
+    from .sample import check_prime, complete_samples, generate, resolve_seed, sample_filter
     from .train import pick_device
 
     cfg = SampleConfig(length=length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy,
@@ -212,7 +212,10 @@ def sample(
     if not (unique or novel or json_out):
         write_samples(generate(model, vocab, prime, cfg, dev), prime, cfg.num_samples, sys.stdout)
         return
-    accept = sample_filter(ckpt, unique, novel, path)
+    hashes = ckpt["corpus"].get("doc_hashes")
+    if novel and hashes is None:
+        raise UsageError(f"{path}: this checkpoint has no record of its training documents; retrain to use --novel")
+    accept = sample_filter(hashes.tolist() if novel else None, unique)
     made = 0
     cut_before = False
     for text, eos in complete_samples(model, vocab, prime, cfg, dev, accept):
@@ -226,30 +229,6 @@ def sample(
         made += 1
     if made < cfg.num_samples and not quiet:
         _stderr().print(f"only {made} of {cfg.num_samples} samples were new; the model mostly repeats its corpus")
-
-
-def sample_filter(ckpt: dict, unique: bool, novel: bool, path):
-    """The test a sample must pass for --unique (not seen earlier in this run) and --novel (not a training document)."""
-    from .data import doc_hash
-
-    known = None
-    if novel:
-        hashes = ckpt["corpus"].get("doc_hashes")
-        if hashes is None:
-            raise UsageError(f"{path}: this checkpoint has no record of its training documents; retrain to use --novel")
-        known = set(hashes.tolist())
-    seen: set[str] = set()
-
-    def accept(text: str) -> bool:
-        if known is not None and doc_hash(text) in known:
-            return False
-        if unique:
-            if text in seen:
-                return False
-            seen.add(text)
-        return True
-
-    return accept
 
 
 def write_samples(events, prime: str, n: int, out) -> None:

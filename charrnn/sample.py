@@ -13,7 +13,7 @@ from dataclasses import replace
 import torch
 
 from .config import SampleConfig
-from .data import EOS, Vocab, describe_chars
+from .data import EOS, Vocab, describe_chars, doc_hash
 from .errors import UsageError
 from .model import CharRNN, select_state
 
@@ -120,6 +120,24 @@ def complete_samples(model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig
                 wanted -= 1
                 if wanted == 0:
                     return
+
+
+def sample_filter(known_hashes: list[int] | None, unique: bool) -> Callable[[str], bool]:
+    """The test a whole sample must pass: not a training document (its hash is not among
+    `known_hashes`, when given: --novel) and, with `unique`, not a repeat of one accepted before."""
+    known = set(known_hashes) if known_hashes is not None else None
+    seen: set[str] = set()
+
+    def accept(text: str) -> bool:
+        if known is not None and doc_hash(text) in known:
+            return False
+        if unique:
+            if text in seen:
+                return False
+            seen.add(text)
+        return True
+
+    return accept
 
 
 def generate_text(model: CharRNN, vocab: Vocab, prime: str = "", length: int = 200, temperature: float = 1.0,
