@@ -99,6 +99,9 @@ def train(
     doc_sep: str | None = typer.Option(
         None, help="Documents are separated by lines holding only SEP ('%' for fortune files; '' for blank lines)."
     ),
+    encoding: str = typer.Option("utf-8", help="Text encoding of the input (utf-8, latin-1, cp1252, utf-16, ...)."),
+    errors: str = typer.Option("strict", help="strict: refuse undecodable bytes; replace: read them as U+FFFD."),
+    max_vocab: int = typer.Option(T.max_vocab, help="Refuse corpora with more distinct characters than this."),
     cell: str | None = typer.Option(None, help=f"Recurrent cell: lstm, gru or rnn. (default: {M.cell})", show_default=False),
     layers: int | None = typer.Option(None, help=f"Stacked recurrent layers. (default: {M.layers})", show_default=False),
     hidden: int | None = typer.Option(None, help=f"Hidden units per layer. (default: {M.hidden})", show_default=False),
@@ -135,7 +138,7 @@ def train(
         raise UsageError("--lines and --doc-sep both say how to cut documents; give one of them")
     if sum(str(p) == "-" for p in paths) > 1:
         raise UsageError("standard input ('-') can be read only once; give it once")
-    docs = [d for p in paths for d in split_text(read_text(p), lines, doc_sep)]
+    docs = [d for p in paths for d in split_text(read_text(p, encoding=encoding, errors=errors), lines, doc_sep)]
     given = {"cell": cell, "layers": layers, "hidden": hidden, "embed": embed, "dropout": dropout}
     model_cfg = {k: v for k, v in given.items() if v is not None}
     if not resume:  # on resume, only the flags given are checked against the checkpoint
@@ -146,7 +149,7 @@ def train(
         seq_len=seq_len, batch_size=batch_size, lr=lr, warmup=warmup, weight_decay=weight_decay, clip=clip,
         epochs=epochs, steps=steps, time_budget=parse_duration(time_budget) if time_budget else None,
         patience=patience, val_frac=val_frac, eval_every=eval_every, seed=seed, device=device,
-        whole_documents=lines or doc_sep is not None,
+        whole_documents=lines or doc_sep is not None, max_vocab=max_vocab,
     )
     out_dir = out or Path("checkpoints") / ("stdin" if str(paths[0]) == "-" else paths[0].stem)
     console = _stderr()
@@ -280,6 +283,8 @@ def eval_cmd(
     json_out: bool = typer.Option(False, "--json", help="One JSON object per file, then one for all files."),
     lines: bool | None = typer.Option(None, "--lines/--no-lines", help="Each line is a document. (default: as trained)"),
     doc_sep: str | None = typer.Option(None, help="Documents are separated by lines holding only SEP. (default: as trained)"),
+    encoding: str = typer.Option("utf-8", help="Text encoding of the input (utf-8, latin-1, cp1252, utf-16, ...)."),
+    errors: str = typer.Option("strict", help="strict: refuse undecodable bytes; replace: read them as U+FFFD."),
 ):
     """Score text: nats/char, bits/char and perplexity of the model on each file and overall."""
     import math
@@ -297,7 +302,7 @@ def eval_cmd(
         lines, doc_sep = bool(ckpt["corpus"].get("lines")), ckpt["corpus"].get("doc_sep")
     if sum(str(f) == "-" for f in files) > 1:
         raise UsageError("standard input ('-') can be read only once; give it once")
-    texts = [("<stdin>" if str(f) == "-" else str(f), read_text(f)) for f in files]
+    texts = [("<stdin>" if str(f) == "-" else str(f), read_text(f, encoding=encoding, errors=errors)) for f in files]
     encoded = []
     for name, text in texts:  # check every file before printing anything
         docs = split_text(text, bool(lines), doc_sep)
@@ -336,6 +341,8 @@ def score(
     checkpoint: Path | None = typer.Option(None, "--checkpoint", "-c", help="A .pt file or run directory."),
     doc_sep: str | None = typer.Option(None, help="Score documents separated by lines holding only SEP ('' for blank lines)."),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per document."),
+    encoding: str = typer.Option("utf-8", help="Text encoding of the input (utf-8, latin-1, cp1252, utf-16, ...)."),
+    errors: str = typer.Option("strict", help="strict: refuse undecodable bytes; replace: read them as U+FFFD."),
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
 ):
     """Score each line (or document) by how typical it is: bits per character, EOS included. Sort with sort -g."""
@@ -348,7 +355,7 @@ def score(
 
     dev = pick_device(device)
     model, vocab, _ = load_model(resolve_checkpoint(checkpoint), dev)
-    docs = split_text(read_text(source), lines=doc_sep is None, doc_sep=doc_sep)
+    docs = split_text(read_text(source, encoding=encoding, errors=errors), lines=doc_sep is None, doc_sep=doc_sep)
     for doc, logp in zip(docs, score_documents(model, vocab, docs, dev), strict=True):
         n = len(doc) + 1  # the characters and the closing EOS
         bpc = -logp / n / math.log(2) if logp is not None else math.inf

@@ -52,6 +52,7 @@ class TrainConfig:
     time_budget: float | None = None  # seconds of training (evaluations included)
     patience: int = 4
     val_frac: float = 0.1
+    max_vocab: int = 20_000  # refuse corpora with more distinct characters (see data.check_vocab_size)
     whole_documents: bool = False  # hold out whole documents (line/document corpora), not each one's tail
     eval_every: int | None = None  # steps; None: about 12 evaluations over a known budget, else every 250 steps
     seed: int = 1337

@@ -7,6 +7,7 @@ also means "start of a document": an unprimed sample begins a fresh document.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import re
 import sys
@@ -19,7 +20,7 @@ from .errors import UsageError
 
 EOS = 0
 EOS_NAME = "<eos>"
-MAX_VOCAB = 65_535  # ids must fit uint16 on disk; a larger "vocabulary" means the input is not text
+MAX_VOCAB = 20_000  # default cap on distinct characters: see check_vocab_size
 
 
 class Vocab:
@@ -78,33 +79,61 @@ class Vocab:
         return EOS_NAME if i == EOS else self.chars[i - 1]
 
 
+def check_vocab_size(vocab: Vocab, limit: int = MAX_VOCAB) -> None:
+    """Refuse a vocabulary above `limit` characters: the output layer and softmax grow with it, and
+    that many distinct characters usually means the input is not the text it was meant to be."""
+    if len(vocab.chars) > limit:
+        raise UsageError(
+            f"the corpus has {len(vocab.chars):,} distinct characters, more than --max-vocab {limit:,}: each one costs a row "
+            "of the output layer, and so many usually means binary or mixed-up input; check the files, or raise --max-vocab"
+        )
+
+
 def describe_chars(chars: list[str], limit: int = 12) -> str:
     """A short, unambiguous list of characters for error messages: 'q' (U+0071), ..."""
     shown = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in chars[:limit])
     return shown + (f" and {len(chars) - limit} more" if len(chars) > limit else "")
 
 
-def read_text(path: str | Path, stdin=None) -> str:
-    """Read a UTF-8 text file ('-' reads standard input), with errors a user can act on (UsageError)."""
+def read_text(path: str | Path, stdin=None, encoding: str = "utf-8", errors: str = "strict") -> str:
+    """Read a text file ('-' reads standard input), with errors a user can act on (UsageError)."""
     if str(path) == "-":
         stream = stdin if stdin is not None else sys.stdin.buffer
-        return decode_text(stream.read(), "standard input")
+        return decode_text(stream.read(), "standard input", encoding, errors)
     p = Path(path)
     if not p.exists():
         raise UsageError(f"{p}: no such file; check the path")
     if p.is_dir():
         raise UsageError(f"{p}: is a directory; pass the text files inside it (e.g. {p}/*.txt)")
-    return decode_text(p.read_bytes(), str(p))
-
-
-def decode_text(data: bytes, name: str) -> str:
-    """UTF-8 bytes -> text with CRLF read as LF and a leading BOM dropped; refuses binary, invalid or empty input."""
-    if b"\x00" in data:
-        raise UsageError(f"{name}: contains NUL bytes, so it looks binary, not text; pass a UTF-8 text file")
     try:
-        text = data.decode("utf-8")
+        data = p.read_bytes()
+    except OSError as e:
+        raise UsageError(f"{p}: cannot be read ({e.strerror}); check its permissions") from None
+    return decode_text(data, str(p), encoding, errors)
+
+
+def decode_text(data: bytes, name: str, encoding: str = "utf-8", errors: str = "strict") -> str:
+    """Bytes -> text with CRLF read as LF and a leading BOM dropped; refuses binary, undecodable or empty input.
+
+    errors='replace' turns undecodable bytes into U+FFFD instead of refusing the input.
+    """
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise UsageError(f"--encoding {encoding!r} is not a known encoding; try utf-8, latin-1 or cp1252") from None
+    if errors not in ("strict", "replace"):
+        raise UsageError(f"--errors {errors!r}: use strict or replace")
+    if b"\x00" in data and encoding.replace("-", "").lower() in ("utf8", "latin1", "ascii", "cp1252"):
+        raise UsageError(f"{name}: contains NUL bytes, so it looks binary, not text; pass a text file "
+                         "(or --encoding utf-16 if it is UTF-16)")
+    try:
+        text = data.decode(encoding, errors=errors)
     except UnicodeDecodeError as e:
-        raise UsageError(f"{name}: invalid UTF-8 at byte {e.start}; convert it to UTF-8 (e.g. iconv -t UTF-8)") from None
+        shown = "UTF-8" if codecs.lookup(encoding).name == "utf-8" else encoding
+        raise UsageError(
+            f"{name}: invalid {shown} at byte {e.start}; convert it (iconv -t UTF-8), give its --encoding, "
+            "or pass --errors replace"
+        ) from None
     text = text.removeprefix("\ufeff").replace("\r\n", "\n")
     if not text.strip():
         raise UsageError(f"{name}: is empty; pass text to learn from")

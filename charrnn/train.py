@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from . import checkpoint as ckpt_io
 from .config import TrainConfig
-from .data import Split, Vocab, doc_hash, fingerprint, split_documents
+from .data import Split, Vocab, check_vocab_size, doc_hash, fingerprint, split_documents
 from .errors import CharRNNError, UsageError
 from .model import CharRNN, ModelConfig, State, detach_state
 
@@ -299,6 +299,7 @@ def train(docs: list[str], model_cfg: dict, cfg: TrainConfig, out_dir: str | Pat
         cfg = replace(TrainConfig(**prev["train_config"]), **changes)
     else:
         vocab = Vocab.from_texts(docs)
+        check_vocab_size(vocab, cfg.max_vocab)
         model_config = ModelConfig(vocab_size=len(vocab), **model_cfg)
 
     split: Split = split_documents(docs, vocab, cfg.val_frac, whole=cfg.whole_documents, seed=cfg.seed)
