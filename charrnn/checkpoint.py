@@ -85,10 +85,15 @@ def load_checkpoint(path: str | Path) -> dict:
                 f"{path}: refused: the file holds objects other than tensors and plain data, which could run code; "
                 "only load checkpoints written by charrnn"
             ) from None
-        raise UsageError(f"{path}: not a readable checkpoint (bad pickle data); it may be truncated or corrupted") from None
-    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, IndexError, KeyError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UsageError(f"{path}: not a readable checkpoint ({msg[:120]}); it may be truncated or corrupted") from None
+        raise UsageError(
+            f"{path}: not a readable checkpoint: its data is not what torch.save writes; "
+            "use best.pt or last.pt from a charrnn run"
+        ) from None
+    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, IndexError, KeyError):
+        raise UsageError(
+            f"{path}: not a readable checkpoint: the file is truncated, corrupted or not a PyTorch file; "
+            "use best.pt or last.pt from a charrnn run"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UsageError(f"{path}: not a charrnn checkpoint; pass a file written by charrnn train")
     version = ckpt.get("version")

@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import re
+import signal
 import sys
 import time
 from dataclasses import replace
@@ -392,4 +393,10 @@ def info(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    finally:
+        # All files are complete by now: a late Ctrl-C (say, the second of two) must not end in a
+        # traceback from the interpreter's shutdown.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)

@@ -81,3 +81,21 @@ def test_disk_full_in_the_cli_is_one_line_exit_1(tmp_path):
                        cwd=tmp_path, capture_output=True, text=True, env=dict(os.environ, NO_COLOR="1"))
     assert r.returncode == 1
     assert "cannot create the run directory" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("gap", [0.0, 0.02, 0.2])
+def test_second_ctrl_c_exits_at_once_and_leaves_files_whole(tmp_path, corpus_text, gap):
+    proc = _start_training(tmp_path, "twice", corpus_text[:8000])
+    deadline = time.time() + 60
+    while not (tmp_path / "twice" / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(gap)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    for name in ("best.pt", "last.pt"):
+        assert load_checkpoint(tmp_path / "twice" / name)["progress"]["step"] >= 1
+    assert not [p for p in (tmp_path / "twice").iterdir() if p.name.endswith(".tmp")]
