@@ -134,3 +134,12 @@ def test_validation_is_never_trained_on(tmp_path):
     p_z = torch.softmax(logits[0, -1], -1)[vocab.encode("z")[0]].item()
     assert p_z < 0.01
     assert EOS == 0
+
+
+def test_force_resume_continues_on_another_corpus_with_the_checkpoints_model(tmp_path, corpus_text):
+    train([corpus_text[:5000]], TINY_MODEL, tiny_config(steps=3), tmp_path, sample_every_eval=0)
+    res = train([corpus_text[5000:10000]], {"hidden": 128}, tiny_config(steps=6), tmp_path, resume=True, force=True,
+                sample_every_eval=0)
+    assert res.progress.step == 6
+    ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert ckpt["model_config"]["hidden"] == TINY_MODEL["hidden"]  # a trained model keeps its shape
