@@ -25,13 +25,19 @@ def _start_training(cwd, out, text):
                             stderr=subprocess.PIPE, text=True, env=dict(os.environ, NO_COLOR="1"))
 
 
+def _wait_for(path, timeout=60):
+    """Wait until the training subprocess has written `path` (its first checkpoint)."""
+    deadline = time.time() + timeout
+    while not path.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert path.exists(), f"{path} was not written within {timeout}s"
+
+
 def test_kill_9_at_any_moment_leaves_loadable_checkpoints(tmp_path, corpus_text):
     # Checkpoints are written at every step, so the kills land during writes too.
     for delay in (0.3, 0.55, 0.8, 1.05, 1.3):
         proc = _start_training(tmp_path, "run", corpus_text[:8000])
-        deadline = time.time() + 60
-        while not (tmp_path / "run" / "last.pt").exists() and time.time() < deadline:
-            time.sleep(0.05)
+        _wait_for(tmp_path / "run" / "last.pt")
         time.sleep(delay)
         proc.kill()
         proc.wait()
@@ -44,9 +50,7 @@ def test_kill_9_at_any_moment_leaves_loadable_checkpoints(tmp_path, corpus_text)
 
 def test_sigterm_writes_last_and_exits_143(tmp_path, corpus_text):
     proc = _start_training(tmp_path, "term", corpus_text[:8000])
-    deadline = time.time() + 60
-    while not (tmp_path / "term" / "last.pt").exists() and time.time() < deadline:
-        time.sleep(0.05)
+    _wait_for(tmp_path / "term" / "last.pt")
     time.sleep(0.3)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
@@ -86,9 +90,7 @@ def test_disk_full_in_the_cli_is_one_line_exit_1(tmp_path):
 @pytest.mark.parametrize("gap", [0.0, 0.02, 0.2])
 def test_second_ctrl_c_exits_at_once_and_leaves_files_whole(tmp_path, corpus_text, gap):
     proc = _start_training(tmp_path, "twice", corpus_text[:8000])
-    deadline = time.time() + 60
-    while not (tmp_path / "twice" / "last.pt").exists() and time.time() < deadline:
-        time.sleep(0.05)
+    _wait_for(tmp_path / "twice" / "last.pt")
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     time.sleep(gap)
