@@ -90,6 +90,23 @@ def parse_duration(text: str) -> float:
     return total
 
 
+def read_inputs(paths: list[Path], encoding: str, errors: str) -> list[tuple[str, str]]:
+    """(name, text) of each input; '-' is standard input, named <stdin>, and may appear once."""
+    from .data import read_text
+
+    if sum(str(p) == "-" for p in paths) > 1:
+        raise UsageError("standard input ('-') can be read only once; give it once")
+    return [("<stdin>" if str(p) == "-" else str(p), read_text(p, encoding=encoding, errors=errors)) for p in paths]
+
+
+def encoding_option():
+    return typer.Option("utf-8", help="Text encoding of the input (utf-8, latin-1, cp1252, utf-16, ...).")
+
+
+def errors_option():
+    return typer.Option("strict", help="strict: refuse undecodable bytes; replace: read them as U+FFFD.")
+
+
 @app.command()
 @command
 def train(
@@ -100,8 +117,8 @@ def train(
     doc_sep: str | None = typer.Option(
         None, help="Documents are separated by lines holding only SEP ('%' for fortune files; '' for blank lines)."
     ),
-    encoding: str = typer.Option("utf-8", help="Text encoding of the input (utf-8, latin-1, cp1252, utf-16, ...)."),
-    errors: str = typer.Option("strict", help="strict: refuse undecodable bytes; replace: read them as U+FFFD."),
+    encoding: str = encoding_option(),
+    errors: str = errors_option(),
     max_vocab: int = typer.Option(T.max_vocab, help="Refuse corpora with more distinct characters than this."),
     cell: str | None = typer.Option(None, help=f"Recurrent cell: lstm, gru or rnn. (default: {M.cell})", show_default=False),
     layers: int | None = typer.Option(None, help=f"Stacked recurrent layers. (default: {M.layers})", show_default=False),
@@ -131,15 +148,14 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the final summary on stderr."),
 ):
     """Learn a corpus: train a char-level model and write best.pt, last.pt and metrics.jsonl."""
-    from .data import read_text, split_text
+    from .data import split_text
     from .progress import RichReporter
     from .train import train as run_train
 
     if lines and doc_sep is not None:
         raise UsageError("--lines and --doc-sep both say how to cut documents; give one of them")
-    if sum(str(p) == "-" for p in paths) > 1:
-        raise UsageError("standard input ('-') can be read only once; give it once")
-    docs = [d for p in paths for d in split_text(read_text(p, encoding=encoding, errors=errors), lines, doc_sep)]
+    inputs = read_inputs(paths, encoding, errors)
+    docs = [d for _, text in inputs for d in split_text(text, lines, doc_sep)]
     given = {"cell": cell, "layers": layers, "hidden": hidden, "embed": embed, "dropout": dropout}
     model_cfg = {k: v for k, v in given.items() if v is not None}
     if not resume:  # on resume, only the flags given are checked against the checkpoint
@@ -154,8 +170,7 @@ def train(
     )
     out_dir = out or Path("checkpoints") / ("stdin" if str(paths[0]) == "-" else paths[0].stem)
     console = _stderr()
-    sources = ["<stdin>" if str(p) == "-" else str(p) for p in paths]
-    result = run_train(docs, model_cfg, cfg, out_dir, sources=sources, resume=resume, force=force,
+    result = run_train(docs, model_cfg, cfg, out_dir, sources=[name for name, _ in inputs], resume=resume, force=force,
                        reporter=RichReporter(console, quiet=quiet), sample_every_eval=sample_length,
                        doc_mode={"lines": lines, "doc_sep": doc_sep})
     stopped = result.progress.stopped
@@ -284,16 +299,14 @@ def eval_cmd(
     json_out: bool = typer.Option(False, "--json", help="One JSON object per file, then one for all files."),
     lines: bool | None = typer.Option(None, "--lines/--no-lines", help="Each line is a document. (default: as trained)"),
     doc_sep: str | None = typer.Option(None, help="Documents are separated by lines holding only SEP. (default: as trained)"),
-    encoding: str = typer.Option("utf-8", help="Text encoding of the input (utf-8, latin-1, cp1252, utf-16, ...)."),
-    errors: str = typer.Option("strict", help="strict: refuse undecodable bytes; replace: read them as U+FFFD."),
+    encoding: str = encoding_option(),
+    errors: str = errors_option(),
 ):
     """Score text: nats/char, bits/char and perplexity of the model on each file and overall."""
     import math
 
-    import numpy as np
-
     from .checkpoint import resolve_checkpoint
-    from .data import EOS, describe_chars, read_text, split_text
+    from .data import describe_chars, document_stream, split_text
     from .inference import load_model
     from .train import evaluate, pick_device
 
@@ -301,9 +314,7 @@ def eval_cmd(
     model, vocab, ckpt = load_model(resolve_checkpoint(checkpoint), dev)
     if lines is None and doc_sep is None:  # cut text into documents as the training corpus was
         lines, doc_sep = bool(ckpt["corpus"].get("lines")), ckpt["corpus"].get("doc_sep")
-    if sum(str(f) == "-" for f in files) > 1:
-        raise UsageError("standard input ('-') can be read only once; give it once")
-    texts = [("<stdin>" if str(f) == "-" else str(f), read_text(f, encoding=encoding, errors=errors)) for f in files]
+    texts = read_inputs(files, encoding, errors)
     encoded = []
     for name, text in texts:  # check every file before printing anything
         docs = split_text(text, bool(lines), doc_sep)
@@ -313,8 +324,7 @@ def eval_cmd(
                 f"{name}: has characters the model never saw: {describe_chars(list(dict.fromkeys(missing)))}; "
                 "it can only score text made of its vocabulary"
             )
-        # Each document is read from EOS and ends with EOS, as in training: EOS d1 EOS d2 ... EOS.
-        encoded.append((name, np.concatenate([[EOS]] + [np.append(vocab.encode(d), EOS) for d in docs])))
+        encoded.append((name, document_stream(docs, vocab)))  # as in training: EOS d1 EOS d2 ... EOS
     def report(name: str, nll: float, n: int) -> None:
         m = nll / n
         if json_out:
@@ -342,8 +352,8 @@ def score(
     checkpoint: Path | None = typer.Option(None, "--checkpoint", "-c", help="A .pt file or run directory."),
     doc_sep: str | None = typer.Option(None, help="Score documents separated by lines holding only SEP ('' for blank lines)."),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per document."),
-    encoding: str = typer.Option("utf-8", help="Text encoding of the input (utf-8, latin-1, cp1252, utf-16, ...)."),
-    errors: str = typer.Option("strict", help="strict: refuse undecodable bytes; replace: read them as U+FFFD."),
+    encoding: str = encoding_option(),
+    errors: str = errors_option(),
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
 ):
     """Score each line (or document) by how typical it is: bits per character, EOS included. Sort with sort -g."""

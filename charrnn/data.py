@@ -192,22 +192,21 @@ def split_documents(docs: list[str], vocab: Vocab, val_frac: float, whole: bool 
     """
     if not 0.0 <= val_frac < 1.0:
         raise UsageError(f"--val-frac must be in [0, 1), got {val_frac}")
-    eos = np.array([EOS], dtype=np.int64)
-    train_parts, val_parts = [], []
     if whole:
         held = _pick_documents(docs, val_frac, seed)
-        for i, d in enumerate(docs):
-            (val_parts if i in held else train_parts).extend([eos, vocab.encode(d)])
-        val_parts += [eos] if val_parts else []
+        train = document_stream([d for i, d in enumerate(docs) if i not in held], vocab)
+        val = document_stream([docs[i] for i in sorted(held)], vocab) if held else np.zeros(0, dtype=np.int64)
     else:
+        eos = np.array([EOS], dtype=np.int64)
+        train_parts, val_parts = [], []
         for d in docs:
             ids = vocab.encode(d)
             k = len(ids) - int(round(len(ids) * val_frac))
             train_parts += [eos, ids[:k]]
             if k < len(ids):
                 val_parts += [ids[k:], eos]
-    train = np.concatenate(train_parts + [eos])
-    val = np.concatenate(val_parts) if val_parts else np.zeros(0, dtype=np.int64)
+        train = np.concatenate(train_parts + [eos])
+        val = np.concatenate(val_parts) if val_parts else np.zeros(0, dtype=np.int64)
     if val_frac > 0 and len(val) < 2:
         raise UsageError(
             f"--val-frac {val_frac} leaves no validation text ({len(val)} chars); raise it or give a longer corpus"
@@ -215,6 +214,12 @@ def split_documents(docs: list[str], vocab: Vocab, val_frac: float, whole: bool 
     if not np.any(train != EOS):
         raise UsageError(f"--val-frac {val_frac} leaves no training text; lower it or give a longer corpus")
     return Split(train=train, val=val)
+
+
+def document_stream(docs: list[str], vocab: Vocab) -> np.ndarray:
+    """Whole documents as one id stream, each opened and closed by EOS: EOS d1 EOS d2 ... EOS."""
+    eos = np.array([EOS], dtype=np.int64)
+    return np.concatenate([eos] + [part for d in docs for part in (vocab.encode(d), eos)])
 
 
 def _pick_documents(docs: list[str], val_frac: float, seed: int) -> set[int]:
