@@ -24,8 +24,12 @@ demo: install
 test: install
 	$(BIN)/python -m pytest
 
+# Speed, quality at 2 and 10 minutes, start-up and memory; writes benchmarks/RESULTS.md (~20 min on 2 cores).
+bench: install
+	$(BIN)/python benchmarks/bench.py
+
 lint: install
-	$(BIN)/ruff check charrnn tests corpora
+	$(BIN)/ruff check charrnn tests corpora benchmarks
 
 corpora:
 	$(PYTHON) corpora/build.py

@@ -99,6 +99,10 @@ def read_inputs(paths: list[Path], encoding: str, errors: str) -> list[tuple[str
     return [("<stdin>" if str(p) == "-" else str(p), read_text(p, encoding=encoding, errors=errors)) for p in paths]
 
 
+def threads_option():
+    return typer.Option(None, help="CPU threads for the arithmetic. (default: one per core available to this process)")
+
+
 def encoding_option():
     return typer.Option("utf-8", help="Text encoding of the input (utf-8, latin-1, cp1252, utf-16, ...).")
 
@@ -142,6 +146,9 @@ def train(
     seed: int = typer.Option(T.seed, help="Random seed (weights, data order, dropout)."),
     out: Path | None = typer.Option(None, help="Run directory. (default: checkpoints/<first file's name>)"),
     device: str = typer.Option(T.device, help="auto, cpu, cuda or mps."),
+    threads: int | None = threads_option(),
+    precision: str = typer.Option(T.precision, help="auto (fp16 autocast on CUDA, fp32 elsewhere), fp32, bf16 or fp16."),
+    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the training forward pass (slow start)."),
     resume: bool = typer.Option(False, help="Continue the run in --out from its last.pt."),
     force: bool = typer.Option(False, help="With --resume: continue even if flags contradict the checkpoint."),
     sample_length: int = typer.Option(200, help="Characters of the sample shown at each evaluation (0: none)."),
@@ -150,6 +157,7 @@ def train(
     """Learn a corpus: train a char-level model and write best.pt, last.pt and metrics.jsonl."""
     from .data import split_text
     from .progress import RichReporter
+    from .runtime import set_threads
     from .train import train as run_train
 
     if lines and doc_sep is not None:
@@ -157,17 +165,18 @@ def train(
     inputs = read_inputs(paths, encoding, errors)
     docs = [d for _, text in inputs for d in split_text(text, lines, doc_sep)]
     given = {"cell": cell, "layers": layers, "hidden": hidden, "embed": embed, "dropout": dropout}
+    # Only the flags given: on resume they are checked against the checkpoint; in a new run the
+    # rest are defaults, except that --time picks layers and hidden when neither is given.
     model_cfg = {k: v for k, v in given.items() if v is not None}
-    if not resume:  # on resume, only the flags given are checked against the checkpoint
-        model_cfg = {k: model_cfg.get(k, getattr(M, k)) for k in given}
     if model_cfg.get("cell", "lstm") not in CELLS:
         raise UsageError(f"--cell {model_cfg['cell']!r} is not known; use {', '.join(CELLS)}")
     cfg = TrainConfig(
         seq_len=seq_len, batch_size=batch_size, lr=lr, warmup=warmup, weight_decay=weight_decay, clip=clip,
         epochs=epochs, steps=steps, time_budget=parse_duration(time_budget) if time_budget else None,
         patience=patience, val_frac=val_frac, eval_every=eval_every, seed=seed, device=device,
-        whole_documents=lines or doc_sep is not None, max_vocab=max_vocab,
+        whole_documents=lines or doc_sep is not None, max_vocab=max_vocab, precision=precision, compile=compile_model,
     )
+    set_threads(threads)
     out_dir = out or Path("checkpoints") / ("stdin" if str(paths[0]) == "-" else paths[0].stem)
     console = _stderr()
     result = run_train(docs, model_cfg, cfg, out_dir, sources=[name for name, _ in inputs], resume=resume, force=force,
@@ -203,15 +212,17 @@ def sample(
     novel: bool = typer.Option(False, help="Drop samples that are a document of the training corpus (e.g. a known name)."),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per sample: text, prime, ended, seed."),
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
+    threads: int | None = threads_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Nothing on stderr but errors."),
 ):
     """Write new text: stream samples from a trained model to stdout."""
     from .checkpoint import resolve_checkpoint
     from .data import read_text
     from .inference import load_model
+    from .runtime import pick_device, set_threads
     from .sample import check_prime, complete_samples, generate, resolve_seed, sample_filter
-    from .train import pick_device
 
+    set_threads(threads)
     cfg = SampleConfig(length=length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy,
                        num_samples=num_samples, seed=seed)
     cfg.validate()
@@ -296,6 +307,7 @@ def eval_cmd(
     files: list[Path] = typer.Argument(..., help="Text files to score; '-' reads standard input.", show_default=False),
     checkpoint: Path | None = typer.Option(None, "--checkpoint", "-c", help="A .pt file or run directory."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
+    threads: int | None = threads_option(),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per file, then one for all files."),
     lines: bool | None = typer.Option(None, "--lines/--no-lines", help="Each line is a document. (default: as trained)"),
     doc_sep: str | None = typer.Option(None, help="Documents are separated by lines holding only SEP. (default: as trained)"),
@@ -308,8 +320,10 @@ def eval_cmd(
     from .checkpoint import resolve_checkpoint
     from .data import describe_chars, document_stream, split_text
     from .inference import load_model
-    from .train import evaluate, pick_device
+    from .runtime import pick_device, set_threads
+    from .train import evaluate
 
+    set_threads(threads)
     dev = pick_device(device)
     model, vocab, ckpt = load_model(resolve_checkpoint(checkpoint), dev)
     if lines is None and doc_sep is None:  # cut text into documents as the training corpus was
@@ -355,6 +369,7 @@ def score(
     encoding: str = encoding_option(),
     errors: str = errors_option(),
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
+    threads: int | None = threads_option(),
 ):
     """Score each line (or document) by how typical it is: bits per character, EOS included. Sort with sort -g."""
     import math
@@ -362,8 +377,9 @@ def score(
     from .checkpoint import resolve_checkpoint
     from .data import read_text, split_text
     from .inference import load_model, score_documents
-    from .train import pick_device
+    from .runtime import pick_device, set_threads
 
+    set_threads(threads)
     dev = pick_device(device)
     model, vocab, _ = load_model(resolve_checkpoint(checkpoint), dev)
     docs = split_text(read_text(source, encoding=encoding, errors=errors), lines=doc_sep is None, doc_sep=doc_sep)

@@ -57,6 +57,8 @@ class TrainConfig:
     eval_every: int | None = None  # steps; None: about 12 evaluations over a known budget, else every 250 steps
     seed: int = 1337
     device: str = "auto"
+    precision: str = "auto"  # runtime.autocast_dtype: fp16 autocast on CUDA, fp32 elsewhere
+    compile: bool = False  # torch.compile the training forward pass
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -9,7 +9,7 @@ from .config import ModelConfig
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}  # keys match config.CELLS
 
-SMALL_STEP_BATCH = 8  # up to this many streams, step() skips the fused kernel (see step)
+SMALL_STEP_BATCH = 8  # on a GPU, more streams than this take the fused kernel in step()
 
 # The recurrent state: (h, c) for an LSTM, h alone for GRU and RNN; each (layers, batch, hidden).
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -34,6 +34,7 @@ class CharRNN(nn.Module):
         )
         self.drop = nn.Dropout(c.dropout)
         self.head = nn.Linear(c.hidden, c.vocab_size)
+        self._step_cache: tuple | None = None  # see _step_weights
         self._init_weights()
 
     def _init_weights(self):
@@ -68,41 +69,88 @@ class CharRNN(nn.Module):
     def step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """One time step in eval mode: ids (batch,) and a state -> logits (batch, vocab_size) and the new state.
 
-        Computes what forward() does on a (batch, 1) input. For a few streams it uses plain matrix
-        products on the same weights: the fused RNN kernel costs far more to set up than one small
-        step takes (about 0.4 ms a call on a CPU, and sampling makes a call per character). For
-        larger batches the fused kernel is faster, so it is used (measured: 1 stream 2.5x faster
-        this way, 64 streams 1.5x slower).
+        Computes what forward() does on a (batch, 1) input, with plain matrix products on weights
+        rearranged once for the purpose (see _step_weights). The fused RNN kernel is built for long
+        sequences: a one-step call costs far more to set up (about 0.4 ms on a CPU) than the step
+        itself, and sampling makes one call per character.
         """
-        if self.training or ids.shape[0] > SMALL_STEP_BATCH:
+        if self.training or (ids.shape[0] > SMALL_STEP_BATCH and ids.device.type != "cpu"):
             logits, state = self(ids[:, None], state)
             return logits[:, 0], state
-        rnn, cell = self.rnn, self.config.cell
-        x = self.embed(ids)
+        w = self._step_weights()
+        cell, hid = self.config.cell, self.config.hidden
         h_all, c_all = state if cell == "lstm" else (state, None)
         new_h, new_c = [], []
-        for layer in range(self.config.layers):
-            w_ih, w_hh = getattr(rnn, f"weight_ih_l{layer}"), getattr(rnn, f"weight_hh_l{layer}")
-            b_ih, b_hh = getattr(rnn, f"bias_ih_l{layer}"), getattr(rnn, f"bias_hh_l{layer}")
+        x = None
+        for layer, lw in enumerate(w):
             h = h_all[layer]
-            gi = torch.addmm(b_ih, x, w_ih.t())
-            gh = torch.addmm(b_hh, h, w_hh.t())
-            if cell == "lstm":
-                i, f, g, o = (gi + gh).chunk(4, 1)
-                c = torch.sigmoid(f) * c_all[layer] + torch.sigmoid(i) * torch.tanh(g)
-                h = torch.sigmoid(o) * torch.tanh(c)
-                new_c.append(c)
-            elif cell == "gru":
-                ir, iz, in_ = gi.chunk(3, 1)
-                hr, hz, hn = gh.chunk(3, 1)
-                r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
-                h = (1 - z) * torch.tanh(in_ + r * hn) + z * h
+            if cell == "gru":
+                gi = lw["table"][ids] if layer == 0 else torch.addmm(lw["b_ih"], x, lw["w_ih"])
+                gh = torch.addmm(lw["b_hh"], h, lw["w_hh"])
+                rz = torch.sigmoid(gi[:, : 2 * hid] + gh[:, : 2 * hid])
+                r, z = rz[:, :hid], rz[:, hid:]
+                h = torch.lerp(torch.tanh(gi[:, 2 * hid :] + r * gh[:, 2 * hid :]), h, z)  # (1 - z) n + z h
             else:
-                h = torch.tanh(gi + gh)
+                # Layer 0 looks its input projection up in a table; deeper layers do one product on [x, h].
+                g = torch.addmm(lw["table"][ids], h, lw["w_hh"]) if layer == 0 else \
+                    torch.addmm(lw["b"], torch.cat([x, h], 1), lw["w_cat"])
+                if cell == "lstm":
+                    ifo = torch.sigmoid(g[:, : 3 * hid])  # gates stored as i, f, o, g (see _step_weights)
+                    c = torch.addcmul(ifo[:, hid : 2 * hid] * c_all[layer], ifo[:, :hid], torch.tanh(g[:, 3 * hid :]))
+                    h = ifo[:, 2 * hid :] * torch.tanh(c)
+                    new_c.append(c)
+                else:
+                    h = torch.tanh(g)
             new_h.append(h)
             x = h
         h_out = torch.stack(new_h)
         return self.head(x), ((h_out, torch.stack(new_c)) if cell == "lstm" else h_out)
+
+    def _step_weights(self) -> list[dict[str, torch.Tensor]]:
+        """Per layer, the weights step() uses, rebuilt whenever a parameter has changed in place
+        (optimizer steps, load_state_dict) or the module was moved or cast.
+
+        The first layer's input projection of every character, embedding @ W_ih.T + biases, is a
+        (vocab, gates) table, so it costs a row lookup instead of a product. Matrices are stored
+        transposed and contiguous for addmm; LSTM gate rows are reordered i, f, o, g so one sigmoid
+        covers three gates.
+        """
+        if self._step_cache is not None:
+            params, versions, layers = self._step_cache
+            if all(p._version == v for p, v in zip(params, versions, strict=True)):
+                return layers
+        c, rnn = self.config, self.rnn
+        hid = c.hidden
+        order = torch.arange(4 * hid, device=self.head.weight.device)
+        if c.cell == "lstm":
+            order = torch.cat([order[: 2 * hid], order[3 * hid :], order[2 * hid : 3 * hid]])
+        elif c.cell == "gru":
+            order = order[: 3 * hid]
+        else:
+            order = order[:hid]
+        layers = []
+        with torch.no_grad():
+            for layer in range(c.layers):
+                w_ih, w_hh = getattr(rnn, f"weight_ih_l{layer}")[order], getattr(rnn, f"weight_hh_l{layer}")[order]
+                b_ih, b_hh = getattr(rnn, f"bias_ih_l{layer}")[order], getattr(rnn, f"bias_hh_l{layer}")[order]
+                if c.cell == "gru":  # the candidate gate needs the hidden product apart (r * (W_hn h + b_hn))
+                    lw = {"w_hh": w_hh.t().contiguous(), "b_hh": b_hh.clone()}
+                    if layer == 0:
+                        lw["table"] = torch.addmm(b_ih, self.embed.weight, w_ih.t())
+                    else:
+                        lw.update(w_ih=w_ih.t().contiguous(), b_ih=b_ih.clone())
+                elif layer == 0:
+                    lw = {"table": torch.addmm(b_ih + b_hh, self.embed.weight, w_ih.t()), "w_hh": w_hh.t().contiguous()}
+                else:
+                    lw = {"w_cat": torch.cat([w_ih, w_hh], 1).t().contiguous(), "b": b_ih + b_hh}
+                layers.append(lw)
+        params = list(self.parameters())
+        self._step_cache = (params, [p._version for p in params], layers)
+        return layers
+
+    def _apply(self, fn, recurse=True):
+        self._step_cache = None  # .to(), .half(), ... may move or replace the weights
+        return super()._apply(fn, recurse)
 
 
 def detach_state(state: State) -> State:

@@ -25,6 +25,7 @@ from .config import TrainConfig
 from .data import Split, Vocab, check_vocab_size, doc_hash, fingerprint, split_documents
 from .errors import CharRNNError, UsageError
 from .model import CharRNN, ModelConfig, State, detach_state
+from .runtime import autocast, autocast_dtype, pick_device
 
 LN2 = math.log(2)
 MAX_AUTO_EPOCHS = 50  # the cap when only --patience decides when to stop
@@ -57,23 +58,6 @@ class Reporter:
     def message(self, text: str) -> None: ...
     def end(self, summary: dict) -> None: ...
     def close(self) -> None: ...
-
-
-def pick_device(name: str) -> torch.device:
-    """'auto' picks CUDA, then MPS, then the CPU; asking for an absent device is a UsageError."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA GPU is visible here; use --device cpu or auto")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise UsageError("--device mps: Apple MPS is not available here; use --device cpu or auto")
-    if name not in ("cpu", "cuda", "mps"):
-        raise UsageError(f"--device {name!r} is not known; use auto, cpu, cuda or mps")
-    return torch.device(name)
 
 
 def fit_batch_shape(n_train: int, cfg: TrainConfig) -> tuple[TrainConfig, str]:
@@ -261,6 +245,25 @@ def _optimizer(model: CharRNN, cfg: TrainConfig, device: torch.device) -> torch.
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99), **({"fused": True} if device.type == "cuda" else {}))
 
 
+def new_model_config(given: dict, vocab_size: int, train_chars: int, cfg: TrainConfig, device: torch.device,
+                     rep: Reporter) -> ModelConfig:
+    """The model for a new run: the fields in `given`, the rest from ModelConfig's defaults.
+
+    Under a time budget with neither layers nor hidden given, the size (and its dropout, unless
+    given) is the one sizing.choose_model finds the budget can train well on this device.
+    """
+    if not (cfg.time_budget and "layers" not in given and "hidden" not in given):
+        return ModelConfig(vocab_size=vocab_size, **given)
+    from .sizing import choose_model
+
+    base = ModelConfig(vocab_size=vocab_size, **given)
+    with autocast(device, autocast_dtype(cfg.precision, device)):
+        pick = choose_model(base, train_chars, cfg.time_budget, cfg.batch_size, cfg.seq_len, device)
+    rep.message(f"--time {cfg.time_budget:g}s: chose {pick.layers} x {pick.hidden} ({pick.params:,} parameters): "
+                f"{pick.reason}. Give --layers/--hidden to choose yourself")
+    return replace(base, layers=pick.layers, hidden=pick.hidden, dropout=given.get("dropout", pick.dropout))
+
+
 def train(docs: list[str], model_cfg: dict, cfg: TrainConfig, out_dir: str | Path, *, sources: list[str] | None = None,
           resume: bool = False, force: bool = False, reporter: Reporter | None = None,
           sample_every_eval: int = 200, doc_mode: dict | None = None) -> TrainResult:
@@ -291,7 +294,7 @@ def train(docs: list[str], model_cfg: dict, cfg: TrainConfig, out_dir: str | Pat
         model_config = ModelConfig(**prev["model_config"])
         # The run's own settings stand; only how long to go on, how often to evaluate, and where may
         # change. Without a new budget, the run's own budget (say --time 10m) is finished.
-        changes = {"device": cfg.device, "patience": cfg.patience}
+        changes = {"device": cfg.device, "patience": cfg.patience, "precision": cfg.precision, "compile": cfg.compile}
         if cfg.epochs or cfg.steps or cfg.time_budget:
             changes.update(epochs=cfg.epochs, steps=cfg.steps, time_budget=cfg.time_budget)
         if cfg.eval_every:
@@ -300,23 +303,34 @@ def train(docs: list[str], model_cfg: dict, cfg: TrainConfig, out_dir: str | Pat
     else:
         vocab = Vocab.from_texts(docs)
         check_vocab_size(vocab, cfg.max_vocab)
-        model_config = ModelConfig(vocab_size=len(vocab), **model_cfg)
+        model_config = None
 
     split: Split = split_documents(docs, vocab, cfg.val_frac, whole=cfg.whole_documents, seed=cfg.seed)
     cfg, note = fit_batch_shape(len(split.train), cfg)
     if note:
         rep.message(note)
+    sizing_seconds = 0.0
+    if model_config is None:
+        t0 = time.perf_counter()
+        model_config = new_model_config(model_cfg, len(vocab), len(split.train), cfg, device, rep)
+        sizing_seconds = time.perf_counter() - t0
 
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     model = CharRNN(model_config).to(device)
     opt = _optimizer(model, cfg, device)
-    prog = Progress()
+    amp_dtype = autocast_dtype(cfg.precision, device)
+    # fp16 needs its loss scaled so small gradients do not flush to zero; bf16 and fp32 do not.
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
+    fwd = torch.compile(model) if cfg.compile else model  # weights are shared: save and evaluate `model`
+    prog = Progress(elapsed=sizing_seconds)  # choosing the size is part of the budget
     metrics: list[dict] = []
     carried = None
     if prev is not None:
         model.load_state_dict(prev["model"])
         opt.load_state_dict(prev["optimizer"])
+        if scaler is not None and prev.get("scaler"):
+            scaler.load_state_dict(prev["scaler"])
         prog = Progress(**prev["progress"])
         prog.stopped = ""
         metrics = list(prev.get("metrics", []))
@@ -356,10 +370,13 @@ def train(docs: list[str], model_cfg: dict, cfg: TrainConfig, out_dir: str | Pat
 
     def payload() -> dict:
         return dict(base, model=model.state_dict(), optimizer=opt.state_dict(), progress=asdict(prog), metrics=metrics,
-                    rng=_rng_state(gen), state=_state_to_cpu(carried))
+                    rng=_rng_state(gen), state=_state_to_cpu(carried),
+                    scaler=scaler.state_dict() if scaler is not None else None)
 
     rep.start({
-        "device": str(device), "params": model.num_params(), "vocab_size": len(vocab), "train_chars": len(split.train),
+        "device": str(device), "threads": torch.get_num_threads(),
+        "precision": str(amp_dtype or torch.float32).removeprefix("torch."),
+        "params": model.num_params(), "vocab_size": len(vocab), "train_chars": len(split.train),
         "val_chars": len(split.val), "config": cfg, "model_config": model_config, "steps_per_epoch": steps_per_epoch,
         "horizon_steps": horizon_steps, "resumed_at": prog.step if prev is not None else None, "out": str(out),
     })
@@ -445,12 +462,20 @@ def train(docs: list[str], model_cfg: dict, cfg: TrainConfig, out_dir: str | Pat
                 lr = lr_at(cfg, prog.step, fraction(), prog.lr_scale)
                 for g in opt.param_groups:
                     g["lr"] = lr
-                logits, carried = model(x, carried)
-                loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+                with autocast(device, amp_dtype):
+                    logits, carried = fwd(x, carried)
+                loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-                opt.step()
+                if scaler is None:
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+                    opt.step()
+                else:
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+                    scaler.step(opt)
+                    scaler.update()
                 carried = detach_state(carried)
                 loss_acc += loss.detach()
                 loss_n += 1

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from charrnn.model import SMALL_STEP_BATCH, CharRNN, ModelConfig, detach_state, select_state
+from charrnn.model import CharRNN, ModelConfig, detach_state, select_state
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
@@ -44,15 +44,25 @@ def test_unknown_cell_is_refused():
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_single_step_matches_forward(cell):
+@pytest.mark.parametrize("batch", [4, 20])
+def test_single_step_matches_forward(cell, batch):
     torch.manual_seed(1)
     m = CharRNN(ModelConfig(vocab_size=30, cell=cell, layers=2, hidden=24, embed=8, dropout=0.3)).eval()
-    x = torch.randint(0, 30, (4, 9))
-    expected, expected_state = m(x)
-    assert x.shape[0] <= SMALL_STEP_BATCH  # the hand-written cell is what is tested here
-    state = m.init_state(4)
-    for t in range(9):
-        logits, state = m.step(x[:, t], state)
-        torch.testing.assert_close(logits, expected[:, t], rtol=1e-4, atol=1e-5)
-    for a, b in zip(state if cell == "lstm" else (state,), expected_state if cell == "lstm" else (expected_state,), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    x = torch.randint(0, 30, (batch, 9))
+
+    def check():
+        expected, expected_state = m(x)
+        state = m.init_state(batch)
+        for t in range(9):
+            logits, state = m.step(x[:, t], state)
+            torch.testing.assert_close(logits, expected[:, t], rtol=1e-4, atol=1e-5)
+        pairs = zip(state if cell == "lstm" else (state,), expected_state if cell == "lstm" else (expected_state,), strict=True)
+        for a, b in pairs:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+    check()
+    # step() caches rearranged weights; changing the weights (an optimizer step, a load) must not leave them stale.
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    check()

@@ -84,6 +84,20 @@ def test_top_p_and_top_k_filter():
     assert draws == {0}
 
 
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_draws_follow_the_tempered_distribution(temperature):
+    probs = torch.tensor([0.5, 0.25, 0.15, 0.07, 0.03, 0.0])
+    logits = torch.log(probs).expand(40_000, -1)
+    gen = torch.Generator().manual_seed(3)
+    counts = torch.bincount(next_ids(logits, SampleConfig(temperature=temperature), gen), minlength=6).double()
+    expected = probs.double() ** (1 / temperature)
+    expected = expected / expected.sum() * 40_000
+    assert counts[5] == 0  # probability 0 is never drawn
+    # Each count within 5 standard deviations of its binomial expectation.
+    sd = (expected * (1 - expected / 40_000)).sqrt()
+    assert ((counts[:5] - expected[:5]).abs() <= 5 * sd[:5] + 1).all(), (counts, expected)
+
+
 @pytest.mark.parametrize(
     "kw, msg",
     [
