@@ -66,3 +66,14 @@ def test_single_step_matches_forward(cell, batch):
         for p in m.parameters():
             p.add_(torch.randn_like(p) * 0.2)
     check()
+
+
+def test_dropout_mask_is_shared_across_time_and_off_in_eval():
+    torch.manual_seed(0)
+    m = CharRNN(ModelConfig(vocab_size=10, hidden=16, embed=8, dropout=0.5))
+    x = torch.ones(3, 7, 16)
+    dropped = m._drop(x)
+    assert (dropped == 0).any() and (dropped == 2).any()  # kept units are scaled by 1 / (1 - p)
+    assert torch.equal(dropped, dropped[:, :1].expand_as(dropped))  # one mask per stream, all time steps
+    assert not torch.equal(dropped[0], dropped[1])  # streams get their own masks
+    assert torch.equal(m.eval()._drop(x), x)
