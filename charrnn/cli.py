@@ -143,6 +143,7 @@ def train(
     patience: int = typer.Option(T.patience, help="Without a budget: stop after this many evaluations without improvement."),
     val_frac: float = typer.Option(T.val_frac, help="Fraction held out from the end of each document for validation."),
     eval_every: int | None = typer.Option(None, help="Evaluate every N steps. (default: 12 times per budget, else 250)"),
+    eval_chars: int = typer.Option(T.eval_chars, help="Score at most this many validation characters per evaluation."),
     seed: int = typer.Option(T.seed, help="Random seed (weights, data order, dropout)."),
     out: Path | None = typer.Option(None, help="Run directory. (default: checkpoints/<first file's name>)"),
     device: str = typer.Option(T.device, help="auto, cpu, cuda or mps."),
@@ -155,15 +156,22 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the final summary on stderr."),
 ):
     """Learn a corpus: train a char-level model and write best.pt, last.pt and metrics.jsonl."""
+    from .corpus import TextFiles
     from .data import split_text
+    from .distributed import from_env, shutdown
     from .progress import RichReporter
     from .runtime import set_threads
+    from .train import Reporter
     from .train import train as run_train
 
     if lines and doc_sep is not None:
         raise UsageError("--lines and --doc-sep both say how to cut documents; give one of them")
-    inputs = read_inputs(paths, encoding, errors)
-    docs = [d for _, text in inputs for d in split_text(text, lines, doc_sep)]
+    if lines or doc_sep is not None or any(str(p) == "-" for p in paths):
+        inputs = read_inputs(paths, encoding, errors)  # documents are cut in memory
+        data = [d for _, text in inputs for d in split_text(text, lines, doc_sep)]
+        sources = [name for name, _ in inputs]
+    else:  # each file one document, streamed from disk into a token cache in the run directory
+        data, sources = TextFiles(tuple(paths), encoding, errors), [str(p) for p in paths]
     given = {"cell": cell, "layers": layers, "hidden": hidden, "embed": embed, "dropout": dropout}
     # Only the flags given: on resume they are checked against the checkpoint; in a new run the
     # rest are defaults, except that --time picks layers and hidden when neither is given.
@@ -175,15 +183,22 @@ def train(
         epochs=epochs, steps=steps, time_budget=parse_duration(time_budget) if time_budget else None,
         patience=patience, val_frac=val_frac, eval_every=eval_every, seed=seed, device=device,
         whole_documents=lines or doc_sep is not None, max_vocab=max_vocab, precision=precision, compile=compile_model,
+        eval_chars=eval_chars if eval_chars > 0 else None,
     )
     set_threads(threads)
+    world, _ = from_env(device)  # under torchrun: join the other processes
     out_dir = out or Path("checkpoints") / ("stdin" if str(paths[0]) == "-" else paths[0].stem)
     console = _stderr()
-    result = run_train(docs, model_cfg, cfg, out_dir, sources=[name for name, _ in inputs], resume=resume, force=force,
-                       reporter=RichReporter(console, quiet=quiet), sample_every_eval=sample_length,
-                       doc_mode={"lines": lines, "doc_sep": doc_sep})
+    try:
+        result = run_train(data, model_cfg, cfg, out_dir, sources=sources, resume=resume, force=force,
+                           reporter=RichReporter(console, quiet=quiet) if world.main else Reporter(),
+                           sample_every_eval=sample_length, doc_mode={"lines": lines, "doc_sep": doc_sep}, world=world)
+    finally:
+        shutdown(world)
     stopped = result.progress.stopped
     if stopped in ("interrupted", "terminated"):
+        if not world.main:
+            raise typer.Exit(130 if stopped == "interrupted" else 143)
         console.print(f"{stopped}: resume with  charrnn train {' '.join(map(str, paths))} --out {out_dir} --resume")
         raise typer.Exit(130 if stopped == "interrupted" else 143)
 

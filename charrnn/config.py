@@ -55,6 +55,7 @@ class TrainConfig:
     max_vocab: int = 20_000  # refuse corpora with more distinct characters (see data.check_vocab_size)
     whole_documents: bool = False  # hold out whole documents (line/document corpora), not each one's tail
     eval_every: int | None = None  # steps; None: about 12 evaluations over a known budget, else every 250 steps
+    eval_chars: int | None = 1_000_000  # score at most this many validation chars per evaluation (spread evenly)
     seed: int = 1337
     device: str = "auto"
     precision: str = "auto"  # runtime.autocast_dtype: fp16 autocast on CUDA, fp32 elsewhere

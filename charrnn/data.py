@@ -161,13 +161,9 @@ def doc_hash(text: str) -> int:
 
 
 def fingerprint(texts: list[str]) -> str:
-    """sha256 of the documents (in order, length-prefixed so boundaries count)."""
-    h = hashlib.sha256()
-    for t in texts:
-        b = t.encode("utf-8")
-        h.update(len(b).to_bytes(8, "little"))
-        h.update(b)
-    return h.hexdigest()
+    """sha256 over the sha256 of each document, in order (so boundaries count, and a corpus
+    streamed from disk a chunk at a time gets the same fingerprint as one held in memory)."""
+    return hashlib.sha256(b"".join(hashlib.sha256(t.encode("utf-8")).digest() for t in texts)).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -207,13 +203,18 @@ def split_documents(docs: list[str], vocab: Vocab, val_frac: float, whole: bool 
                 val_parts += [ids[k:], eos]
         train = np.concatenate(train_parts + [eos])
         val = np.concatenate(val_parts) if val_parts else np.zeros(0, dtype=np.int64)
-    if val_frac > 0 and len(val) < 2:
-        raise UsageError(
-            f"--val-frac {val_frac} leaves no validation text ({len(val)} chars); raise it or give a longer corpus"
-        )
-    if not np.any(train != EOS):
-        raise UsageError(f"--val-frac {val_frac} leaves no training text; lower it or give a longer corpus")
+    check_split(val_frac, len(val), int(np.count_nonzero(train != EOS)))
     return Split(train=train, val=val)
+
+
+def check_split(val_frac: float, val_len: int, train_text: int) -> None:
+    """Refuse a split that leaves nothing to validate on (val_len ids) or nothing to train on (train_text characters)."""
+    if val_frac > 0 and val_len < 2:
+        raise UsageError(
+            f"--val-frac {val_frac} leaves no validation text ({val_len} chars); raise it or give a longer corpus"
+        )
+    if train_text == 0:
+        raise UsageError(f"--val-frac {val_frac} leaves no training text; lower it or give a longer corpus")
 
 
 def document_stream(docs: list[str], vocab: Vocab) -> np.ndarray:

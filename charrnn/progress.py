@@ -6,7 +6,15 @@ import math
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 from .train import Progress as TrainProgress
 from .train import Reporter
@@ -33,8 +41,31 @@ class RichReporter(Reporter):
         self.task = None
         self.val_bpc = math.nan
         self.time_budget = None
+        self.reader: Progress | None = None
+        self.reader_tasks: dict[str, int] = {}
+
+    READ_BAR_BYTES = 32 << 20  # smaller corpora are read too fast for a bar to help
+
+    def reading(self, stage: str, done_bytes: int, total_bytes: int) -> None:
+        if self.quiet or total_bytes < self.READ_BAR_BYTES:
+            return
+        if self.reader is None:
+            self.reader = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                                   TimeRemainingColumn(), console=self.console, transient=True)
+            self.reader.start()
+        if stage not in self.reader_tasks:
+            self.reader_tasks[stage] = self.reader.add_task(f"{stage} corpus", total=total_bytes)
+        self.reader.update(self.reader_tasks[stage], completed=done_bytes)
+        if stage == "encoding" and done_bytes >= total_bytes:
+            self._close_reader()
+
+    def _close_reader(self) -> None:
+        if self.reader is not None:
+            self.reader.stop()
+            self.reader = None
 
     def start(self, info: dict) -> None:
+        self._close_reader()
         cfg, mc = info["config"], info["model_config"]
         self.time_budget = cfg.time_budget
         self.horizon = info["horizon_steps"]

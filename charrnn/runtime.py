@@ -45,14 +45,16 @@ def available_cores() -> int:
 
 
 def set_threads(threads: int | None) -> int:
-    """Use `threads` CPU threads for torch's kernels (None: one per available core); returns the number set.
+    """Use `threads` CPU threads for torch's kernels (None: the available cores, shared among torchrun's
+    processes on this machine); returns the number set.
 
     torch's own default follows the machine's core count, which in a container or under taskset can be
     far more than the cores granted, and oversubscribed OpenMP threads slow every kernel down.
     """
     if threads is not None and threads < 1:
         raise UsageError(f"--threads must be at least 1, got {threads}")
-    n = threads or available_cores()
+    # torchrun starts LOCAL_WORLD_SIZE processes on this machine: they share its cores.
+    n = threads or max(1, available_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n

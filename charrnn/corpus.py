@@ -1,0 +1,261 @@
+"""Corpora larger than memory: text files streamed in chunks into token arrays on disk, cached per run.
+
+Plain text files (each one a document) are read twice, a chunk at a time, never as one string:
+the first pass collects the vocabulary, counts characters and fingerprints the text; the second
+writes token ids into `train.bin` and `val.bin` (uint8 when the vocabulary fits, else uint16 or
+uint32), laid out exactly as data.split_documents lays out a corpus held in memory. Training reads
+them through numpy.memmap, so resident memory stays far below the corpus size.
+
+The arrays live in the run directory (`corpus/`), with a record of the files' sizes and
+modification times and of the text's fingerprint: an unchanged corpus is reused without reading
+it, a touched but identical one after one hashing pass, a changed one is encoded again.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .data import EOS, Vocab, check_split, check_vocab_size, decode_text, doc_hash, fingerprint, split_documents
+from .errors import UsageError
+
+CHUNK_BYTES = 1 << 22  # 4 MiB: bounds the memory that reading a chunk takes (~20x its size, briefly)
+CACHE_VERSION = 1
+EIGHT_BIT = ("utf8", "latin1", "ascii", "cp1252", "iso88591")
+
+
+@dataclass
+class Corpus:
+    """A corpus ready to train on: id streams (arrays or memmaps) and what the checkpoint records about it."""
+
+    vocab: Vocab
+    train: np.ndarray  # EOS d1[:k1] EOS d2[:k2] ... EOS
+    val: np.ndarray  # d1[k1:] EOS d2[k2:] EOS ...
+    fingerprint: str
+    doc_hashes: np.ndarray  # int64, sorted distinct data.doc_hash of each document
+    chars: int
+    documents: int
+
+
+@dataclass(frozen=True)
+class TextFiles:
+    """Text files to train on, streamed from disk (each file one document)."""
+
+    paths: tuple[Path, ...]
+    encoding: str = "utf-8"
+    errors: str = "strict"
+
+
+def corpus_from_docs(docs: list[str], vocab: Vocab | None, val_frac: float, whole: bool, seed: int,
+                     max_vocab: int = 20_000) -> Corpus:
+    """A corpus held in memory (standard input, --lines, --doc-sep, library callers)."""
+    if vocab is None:
+        vocab = Vocab.from_texts(docs)
+        check_vocab_size(vocab, max_vocab)
+    elif any(vocab.missing(d) for d in docs):
+        raise UsageError("the corpus has characters the checkpoint's vocabulary lacks; start a new run")
+    split = split_documents(docs, vocab, val_frac, whole=whole, seed=seed)
+    dtype = token_dtype(len(vocab))
+    return Corpus(vocab=vocab, train=split.train.astype(dtype), val=split.val.astype(dtype), fingerprint=fingerprint(docs),
+                  doc_hashes=np.array(sorted({doc_hash(d) for d in docs}), dtype=np.int64),
+                  chars=sum(len(d) for d in docs), documents=len(docs))
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """The narrowest unsigned integer type that holds every id."""
+    return np.dtype(np.uint8 if vocab_size <= 256 else np.uint16 if vocab_size <= 65536 else np.uint32)
+
+
+def _check_decoding(encoding: str, errors: str) -> None:
+    decode_text(b"x", "", encoding, errors)  # the same one-line refusals as in-memory reading
+
+
+def iter_text(path: Path, encoding: str = "utf-8", errors: str = "strict", chunk: int | None = None) -> Iterator[str]:
+    """The decoded text of a file, a chunk at a time, as data.read_text would give it whole.
+
+    CRLF is read as LF (also across chunk edges), a leading BOM is dropped, NUL bytes in an 8-bit
+    encoding are refused as binary, and an undecodable byte is reported with its file offset.
+    """
+    dec = codecs.getincrementaldecoder(encoding)(errors)
+    eight_bit = codecs.lookup(encoding).name.replace("-", "").replace("_", "") in EIGHT_BIT
+    offset, first, held_cr = 0, True, False
+    try:
+        f = open(path, "rb")  # noqa: SIM115 (closed below; reading may raise UsageError midway)
+    except OSError as e:
+        raise UsageError(f"{path}: cannot be read ({e.strerror}); check its permissions") from None
+    with f:
+        while True:
+            raw = f.read(chunk or CHUNK_BYTES)
+            final = not raw
+            if eight_bit and b"\x00" in raw:
+                raise UsageError(f"{path}: contains NUL bytes, so it looks binary, not text; pass a text file "
+                                 "(or --encoding utf-16 if it is UTF-16)")
+            buffered = len(dec.getstate()[0])
+            try:
+                text = dec.decode(raw, final=final)
+            except UnicodeDecodeError as e:
+                shown = "UTF-8" if codecs.lookup(encoding).name == "utf-8" else encoding
+                raise UsageError(f"{path}: invalid {shown} at byte {offset - buffered + e.start}; convert it "
+                                 "(iconv -t UTF-8), give its --encoding, or pass --errors replace") from None
+            offset += len(raw)
+            if first and text:
+                text = text.removeprefix("\ufeff")
+                first = False
+            if held_cr:
+                text = "\r" + text
+            held_cr = text.endswith("\r") and not final
+            if held_cr:
+                text = text[:-1]  # it may pair with an LF at the start of the next chunk
+            text = text.replace("\r\n", "\n")
+            if text:
+                yield text
+            if final:
+                return
+
+
+@dataclass
+class _Scan:
+    codes: np.ndarray  # distinct code points seen
+    chars: list[int]  # characters per file
+    fingerprint: str
+    doc_hashes: list[int]
+
+
+def _scan(paths: list[Path], encoding: str, errors: str, progress: Callable[[int], None]) -> _Scan:
+    codes = np.zeros(0, dtype=np.uint32)
+    counts, hashes, digests = [], [], []
+    for p in paths:
+        n, blank = 0, True
+        whole, per_doc = hashlib.sha256(), hashlib.blake2b(digest_size=8)
+        for text in iter_text(p, encoding, errors):
+            c = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+            codes = np.union1d(codes, np.unique(c))
+            n += len(c)
+            blank = blank and not text.strip()
+            b = text.encode("utf-8")
+            whole.update(b)
+            per_doc.update(b)
+            progress(len(b))
+        if blank:
+            raise UsageError(f"{p}: is empty; pass text to learn from")
+        counts.append(n)
+        digests.append(whole.digest())
+        hashes.append(int.from_bytes(per_doc.digest(), "little", signed=True))
+    return _Scan(codes, counts, hashlib.sha256(b"".join(digests)).hexdigest(), hashes)
+
+
+def _stat_key(paths: list[Path]) -> list:
+    return [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in paths]
+
+
+def prepare_corpus(paths: list[Path], cache_dir: Path, val_frac: float, encoding: str = "utf-8", errors: str = "strict",
+                   vocab: Vocab | None = None, max_vocab: int = 20_000,
+                   progress: Callable[[str, int, int], None] | None = None) -> Corpus:
+    """Encode text files (each a document) into train/val token files under cache_dir, or reuse them.
+
+    vocab: encode with this vocabulary (a resumed run's); by default the corpus's own characters.
+    progress(stage, done_bytes, total_bytes) is called as the files are read.
+    """
+    _check_decoding(encoding, errors)
+    if not 0.0 <= val_frac < 1.0:
+        raise UsageError(f"--val-frac must be in [0, 1), got {val_frac}")
+    for p in paths:
+        if not p.exists():
+            raise UsageError(f"{p}: no such file; check the path")
+        if p.is_dir():
+            raise UsageError(f"{p}: is a directory; pass the text files inside it (e.g. {p}/*.txt)")
+    total = sum(p.stat().st_size for p in paths)
+    report = progress or (lambda stage, done, total: None)
+    settings = {"version": CACHE_VERSION, "encoding": encoding, "errors": errors, "val_frac": val_frac}
+    meta_path = cache_dir / "corpus.json"
+    try:
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
+    except (OSError, ValueError):
+        meta = None  # a damaged cache is rebuilt
+    if meta and vocab is not None and meta.get("vocab") != "".join(vocab.chars):
+        meta = None  # encoded with other ids (resume --force on another corpus): encode again
+    if meta and meta["settings"] == settings and meta["stat"] == _stat_key(paths):
+        return _open(cache_dir, meta)  # untouched files: no need to read them
+
+    done = [0]
+
+    def tick(stage):
+        def f(n):
+            done[0] += n
+            report(stage, done[0], total)
+        return f
+
+    scan = _scan(paths, encoding, errors, tick("reading"))
+    if meta and meta["settings"] == settings and meta["fingerprint"] == scan.fingerprint:
+        meta["stat"] = _stat_key(paths)  # touched, not changed
+        _write_json(meta_path, meta)
+        return _open(cache_dir, meta)
+
+    if vocab is None:
+        vocab = Vocab([chr(c) for c in scan.codes])
+        check_vocab_size(vocab, max_vocab)
+    else:
+        missing = [chr(c) for c in scan.codes if chr(c) not in vocab]
+        if missing:
+            raise UsageError("the corpus has characters the checkpoint's vocabulary lacks; start a new run")
+    ks = [n - int(round(n * val_frac)) for n in scan.chars]  # as split_documents: the last val_frac is held out
+    check_split(val_frac, val_len=sum(n - k + 1 for n, k in zip(scan.chars, ks, strict=True) if k < n),
+                train_text=sum(ks))
+    dtype = token_dtype(len(vocab))
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    lengths = {"train": 0, "val": 0}
+    done[0] = 0
+    step = tick("encoding")
+    eos = np.array([EOS], dtype=dtype)
+    with open(cache_dir / "train.bin.tmp", "wb") as ft, open(cache_dir / "val.bin.tmp", "wb") as fv:
+        def put(f, name, ids):
+            f.write(ids.tobytes())
+            lengths[name] += len(ids)
+
+        for p, n, k in zip(paths, scan.chars, ks, strict=True):
+            put(ft, "train", eos)
+            pos = 0
+            for text in iter_text(p, encoding, errors):
+                ids = vocab.encode(text).astype(dtype)
+                cut = min(max(k - pos, 0), len(ids))
+                put(ft, "train", ids[:cut])
+                put(fv, "val", ids[cut:])
+                pos += len(ids)
+                step(len(text))
+            if k < n:
+                put(fv, "val", eos)
+        put(ft, "train", eos)
+        for f in (ft, fv):
+            f.flush()
+            os.fsync(f.fileno())
+    for name in ("train", "val"):
+        os.replace(cache_dir / f"{name}.bin.tmp", cache_dir / f"{name}.bin")
+    meta = {"settings": settings, "stat": _stat_key(paths), "fingerprint": scan.fingerprint, "vocab": "".join(vocab.chars),
+            "dtype": dtype.name, "lengths": lengths, "chars": sum(scan.chars), "documents": len(paths),
+            "doc_hashes": sorted(set(scan.doc_hashes))}
+    _write_json(meta_path, meta)
+    return _open(cache_dir, meta)
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)
+
+
+def _open(cache_dir: Path, meta: dict) -> Corpus:
+    arrays = {}
+    for name in ("train", "val"):
+        n = meta["lengths"][name]
+        arrays[name] = (np.memmap(cache_dir / f"{name}.bin", dtype=meta["dtype"], mode="r", shape=(n,)) if n
+                        else np.zeros(0, dtype=meta["dtype"]))
+    return Corpus(vocab=Vocab(list(meta["vocab"])), train=arrays["train"], val=arrays["val"],
+                  fingerprint=meta["fingerprint"], doc_hashes=np.array(meta["doc_hashes"], dtype=np.int64),
+                  chars=meta["chars"], documents=meta["documents"])

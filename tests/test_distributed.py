@@ -1,0 +1,84 @@
+"""torchrun with gloo on the CPU: two processes with half the streams each train like one with all of them."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import SHAKESPEARE
+
+COMMON = ["--layers", "1", "--hidden", "32", "--embed", "8", "--dropout", "0", "--seq-len", "16", "--lr", "0.01",
+          "--warmup", "3", "--eval-every", "5", "--seed", "3", "--device", "cpu", "--threads", "1", "-q",
+          "--sample-length", "0"]
+
+
+def charrnn(*args, procs=1, cwd):
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"] if procs > 1 \
+        else [sys.executable]
+    r = subprocess.run([*launcher, "-m", "charrnn", "train", *map(str, args), *COMMON], cwd=cwd, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def curve(run):
+    records = map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+    return [(m["step"], m["train_loss"], m["val_loss"]) for m in records]
+
+
+def weights(run):
+    return torch.load(run / "last.pt", weights_only=True)["model"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("corpus") / "text.txt"
+    path.write_text(SHAKESPEARE.read_text(encoding="utf-8")[:30_000], encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def single(corpus, tmp_path_factory):
+    run = tmp_path_factory.mktemp("one") / "run"
+    charrnn(corpus, "--batch-size", 8, "--steps", 20, "--out", run, cwd=run.parent)
+    return run
+
+
+def assert_same_training(a, b):
+    ca, cb = curve(a), curve(b)
+    assert [c[0] for c in ca] == [c[0] for c in cb]
+    for (_, ta, va), (_, tb, vb) in zip(ca, cb, strict=True):
+        assert ta == pytest.approx(tb, rel=1e-4) and va == pytest.approx(vb, rel=1e-4)
+    wa, wb = weights(a), weights(b)
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
+
+
+def test_two_processes_with_half_the_streams_each_match_one_process(corpus, single, tmp_path):
+    run = tmp_path / "run"
+    charrnn(corpus, "--batch-size", 4, "--steps", 20, "--out", run, procs=2, cwd=tmp_path)
+    assert_same_training(single, run)
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    assert ckpt["world"] == 2 and len(ckpt["rng_ranks"]) == 2
+    assert ckpt["state"][0].shape[1] == 8  # both ranks' streams are saved
+    assert not (run / "metrics.jsonl.tmp").exists()
+
+
+def test_a_two_process_run_resumes(corpus, tmp_path):
+    # 10 steps, then resumed with a new budget of 20 (the schedule follows the budget), in two
+    # processes and in one: the resumed runs must agree, carried state and all.
+    one, two = tmp_path / "one", tmp_path / "two"
+    for run, procs, batch in ((one, 1, 8), (two, 2, 4)):
+        charrnn(corpus, "--batch-size", batch, "--steps", 10, "--out", run, procs=procs, cwd=tmp_path)
+        charrnn(corpus, "--batch-size", batch, "--steps", 20, "--out", run, "--resume", procs=procs, cwd=tmp_path)
+    assert [m[0] for m in curve(two)] == [5, 10, 15, 20]
+    assert_same_training(one, two)
+
+
+def test_resuming_with_another_number_of_processes_is_refused(corpus, tmp_path):
+    run = tmp_path / "run"
+    charrnn(corpus, "--batch-size", 4, "--steps", 5, "--out", run, procs=2, cwd=tmp_path)
+    r = subprocess.run([sys.executable, "-m", "charrnn", "train", str(corpus), "--out", str(run), "--resume", "--steps", "8"],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2 and "--nproc_per_node=2" in r.stderr
