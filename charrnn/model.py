@@ -64,18 +64,22 @@ class CharRNN(nn.Module):
         return self.head(self._drop(h)), state
 
     def _drop(self, x: torch.Tensor) -> torch.Tensor:
-        """Dropout with one mask per stream and window, shared by all time steps (x: batch, time, features).
+        """Dropout (training only), with the drop probability rounded to a multiple of 1/128.
 
-        Sharing the mask over time ("locked" or variational dropout, Gal & Ghahramani 2016) is the
-        usual regulariser for recurrent models, and it draws seq_len times fewer random numbers:
-        per-element masks cost more on a CPU than the LSTM's own step (~17 ms of ~75 for 1 x 512).
+        nn.Dropout draws each element's mask with its own Bernoulli sample, which on a CPU costs a
+        fifth of a whole 1 x 512 training step (~17 ms of ~75 with the backward pass). Here one
+        64-bit random word gives eight elements seven random bits each, and a comparison turns
+        those into the mask, about four times cheaper; kept units are scaled by 1 / (1 - p) as usual.
         """
         p = self.config.dropout
         if not self.training or p == 0:
             return x
-        mask = x.new_empty(x.shape[0], 1, x.shape[2]).bernoulli_(1 - p).div_(1 - p)
+        cut = max(1, min(127, round(p * 128)))  # drop when the 7 random bits are below cut
+        n = x.numel()
+        # random_() on int64 fills bits 0-62 (bit 63 stays 0), so every byte has 7 uniform low bits.
+        bits = torch.empty((n + 7) // 8, dtype=torch.int64, device=x.device).random_().view(torch.uint8)[:n]
+        mask = ((bits & 127) >= cut).view(x.shape).to(x.dtype).mul_(128 / (128 - cut))
         return x * mask
-
 
     @torch.no_grad()
     def step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
