@@ -72,47 +72,59 @@ def matmul_flops(device: torch.device, n: int = 2048, reps: int = 10) -> float:
     return 2 * n**3 * reps / best
 
 
-class StepClock(Reporter):
-    """Records the wall time at each training step, so loop overhead counts and evaluations do not."""
+class BareStep:
+    """The same arithmetic as a charrnn training step, written plainly: embedding, nn.LSTM, linear
+    head, cross-entropy, backward, AdamW. No dropout, clipping, state carry, schedule or bookkeeping."""
 
-    def __init__(self):
-        self.times: list[float] = []
+    def __init__(self, vocab_size: int, mc: ModelConfig, cfg: TrainConfig, device):
+        torch.manual_seed(0)
+        self.device = device
+        self.embed = torch.nn.Embedding(vocab_size, mc.embed).to(device)
+        self.lstm = torch.nn.LSTM(mc.embed, mc.hidden, num_layers=mc.layers, batch_first=True).to(device)
+        self.head = torch.nn.Linear(mc.hidden, vocab_size).to(device)
+        params = [*self.embed.parameters(), *self.lstm.parameters(), *self.head.parameters()]
+        self.opt = torch.optim.AdamW(params, lr=1e-3)
+        self.data = torch.randint(0, vocab_size, (cfg.batch_size, cfg.seq_len + 1), device=device)
+
+    def __call__(self) -> float:
+        t0 = time.perf_counter()
+        x, y = self.data[:, :-1], self.data[:, 1:]
+        h, _ = self.lstm(self.embed(x))
+        loss = F.cross_entropy(self.head(h).flatten(0, 1), y.flatten())
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        synchronize(self.device)
+        return time.perf_counter() - t0
+
+
+class Alternate(Reporter):
+    """Times charrnn's own training steps (train(), loop overhead included, evaluations not) and,
+    between every two of them, one bare step: the two are measured side by side, step by step, so
+    a machine whose speed drifts (shared cores) slows both alike."""
+
+    def __init__(self, bare: BareStep):
+        self.bare = bare
+        self.ours: list[float] = []
+        self.theirs: list[float] = []
+        self.last: float | None = None
 
     def step(self, progress, fraction, train_loss, chars_per_s, lr) -> None:
-        self.times.append(time.perf_counter())
+        now = time.perf_counter()
+        if self.last is not None:
+            self.ours.append(now - self.last)
+        self.theirs.append(self.bare())
+        self.last = time.perf_counter()
 
 
-def charrnn_step_seconds(docs: list[str], model_cfg: dict, cfg: TrainConfig, steps: int, skip: int, out: Path) -> float:
-    """Median seconds per step of charrnn's own training loop (train()), after `skip` warm-up steps."""
-    clock = StepClock()
-    train(docs, model_cfg, TrainConfig(**{**cfg.to_dict(), "steps": steps, "eval_every": 10**9, "val_frac": 0.01}),
+def compare_steps(docs, vocab_size: int, given: dict, cfg: TrainConfig, steps: int, skip: int, out: Path,
+                  device) -> tuple[float, float]:
+    """Median seconds per step: charrnn's loop and the bare step, interleaved."""
+    mc = ModelConfig(vocab_size=vocab_size, **given)
+    clock = Alternate(BareStep(vocab_size, mc, cfg, device))
+    train(docs, given, TrainConfig(**{**cfg.to_dict(), "steps": steps, "eval_every": 10**9, "val_frac": 0.01}),
           out, reporter=clock, sample_every_eval=0)
-    gaps = [b - a for a, b in zip(clock.times[skip:], clock.times[skip + 1 :], strict=False)]
-    return statistics.median(gaps)
-
-
-def bare_step_seconds(vocab_size: int, mc: ModelConfig, cfg: TrainConfig, steps: int, skip: int, device) -> float:
-    """Median seconds per step of the same arithmetic written plainly: embedding, nn.LSTM, linear head,
-    cross-entropy, backward, AdamW. No dropout, clipping, state carry, schedule or bookkeeping."""
-    torch.manual_seed(0)
-    embed = torch.nn.Embedding(vocab_size, mc.embed).to(device)
-    lstm = torch.nn.LSTM(mc.embed, mc.hidden, num_layers=mc.layers, batch_first=True).to(device)
-    head = torch.nn.Linear(mc.hidden, vocab_size).to(device)
-    params = [*embed.parameters(), *lstm.parameters(), *head.parameters()]
-    opt = torch.optim.AdamW(params, lr=1e-3)
-    data = torch.randint(0, vocab_size, (cfg.batch_size, cfg.seq_len + 1), device=device)
-    times = []
-    for _ in range(steps):
-        x, y = data[:, :-1], data[:, 1:]
-        h, _ = lstm(embed(x))
-        loss = F.cross_entropy(head(h).flatten(0, 1), y.flatten())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        synchronize(device)
-        times.append(time.perf_counter())
-    gaps = [b - a for a, b in zip(times[skip:], times[skip + 1 :], strict=False)]
-    return statistics.median(gaps)
+    return statistics.median(clock.ours[skip:]), statistics.median(clock.theirs[skip:])
 
 
 def training_speed(docs, device_name: str, quick: bool, work: Path) -> list[dict]:
@@ -122,25 +134,19 @@ def training_speed(docs, device_name: str, quick: bool, work: Path) -> list[dict
     cfg = TrainConfig(device=device_name)
     chars = cfg.batch_size * cfg.seq_len
     for layers, hidden in ((1, 512), (2, 512)):
-        mc = ModelConfig(vocab_size=vocab_size, layers=layers, hidden=hidden)
-        steps = 25 if quick else (100 if layers == 1 else 50)
         given = {"layers": layers, "hidden": hidden}
-        ours, bare = [], []
-        for rep in range(2 if quick else 4):  # interleaved, so drifts in machine speed hit both alike
-            bare.append(bare_step_seconds(vocab_size, mc, cfg, steps, 5, device))
-            ours.append(charrnn_step_seconds(docs, given, cfg, steps, 5, work / f"speed-{layers}x{hidden}-{rep}"))
-        o, b = min(ours), min(bare)
-        rows.append({"model": f"{layers} x {hidden}", "params": count_params(mc), "charrnn_chars_per_s": chars / o,
-                     "bare_chars_per_s": chars / b, "overhead": o / b - 1})
+        o, b = compare_steps(docs, vocab_size, given, cfg, 30 if quick else (150 if layers == 1 else 80), 5,
+                             work / f"speed-{layers}x{hidden}", device)
+        rows.append({"model": f"{layers} x {hidden}", "params": count_params(ModelConfig(vocab_size=vocab_size, **given)),
+                     "charrnn_chars_per_s": chars / o, "bare_chars_per_s": chars / b, "overhead": o / b - 1})
         print(f"  train {layers}x{hidden}: charrnn {chars / o:,.0f} chars/s, bare {chars / b:,.0f}, "
               f"overhead {100 * (o / b - 1):+.1f}%", file=sys.stderr)
-    # --compile, once, against the default model's bare figure (its first steps compile, so skip more).
-    compiled = charrnn_step_seconds(docs, {"layers": 1, "hidden": 512}, replace(cfg, compile=True), 25 if quick else 80,
-                                    15, work / "speed-compile")
-    b = chars / rows[0]["bare_chars_per_s"]
-    rows.append({"model": "1 x 512, `--compile`", "params": rows[0]["params"], "charrnn_chars_per_s": chars / compiled,
-                 "bare_chars_per_s": chars / b, "overhead": compiled / b - 1, "optional": True})
-    print(f"  train 1x512 --compile: {chars / compiled:,.0f} chars/s", file=sys.stderr)
+    # --compile, against the same bare step (its first steps compile, so skip more).
+    o, b = compare_steps(docs, vocab_size, {"layers": 1, "hidden": 512}, replace(cfg, compile=True), 30 if quick else 100,
+                         20, work / "speed-compile", device)
+    rows.append({"model": "1 x 512, `--compile`", "params": rows[0]["params"], "charrnn_chars_per_s": chars / o,
+                 "bare_chars_per_s": chars / b, "overhead": o / b - 1, "optional": True})
+    print(f"  train 1x512 --compile: {chars / o:,.0f} chars/s ({100 * (o / b - 1):+.1f}%)", file=sys.stderr)
     return rows
 
 
@@ -260,7 +266,8 @@ def write_results(path: Path, r: dict) -> None:
         "",
         "charrnn's own loop (`train()`: dropout, clipping, carried state, schedule, progress) against the same",
         "arithmetic written plainly (embedding, `nn.LSTM`, linear head, cross-entropy, backward, AdamW), same",
-        "shape (batch 32 x seq 64), best of interleaved repeats, median step after 5 warm-up steps.",
+        "shape (batch 32 x seq 64), timed alternately step by step in one run (a bare step between every two",
+        "of charrnn's), median step after the first 5.",
         "",
         "| model | parameters | charrnn | bare torch | overhead |",
         "| --- | --- | --- | --- | --- |",
@@ -343,7 +350,8 @@ def main() -> None:
     if torch.cuda.is_available():
         gpu = torch.device("cuda")
         mc = ModelConfig(vocab_size=len(Vocab.from_texts(docs)))
-        step = charrnn_step_seconds(docs, {}, TrainConfig(device="cuda"), 200, 20, args.work / "speed-gpu")
+        step, _ = compare_steps(docs, mc.vocab_size, {"layers": 1, "hidden": 512}, TrainConfig(device="cuda"), 200, 20,
+                                args.work / "speed-gpu", gpu)
         g = sampling_speed(main_ckpt, gpu, matmul_flops(gpu), args.quick)
         r["gpu"] = {"train": 32 * 64 / step, "one": g["one"], "batch64": g["batch64"], "model": str(mc)}
     r["wall_min"] = (time.perf_counter() - t_start) / 60

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import EOS, Vocab, check_split, check_vocab_size, decode_text, doc_hash, fingerprint, split_documents
-from .errors import UsageError
+from .errors import CharRNNError, UsageError
 
 CHUNK_BYTES = 1 << 22  # 4 MiB: bounds the memory that reading a chunk takes (~20x its size, briefly)
 CACHE_VERSION = 1
@@ -214,29 +214,39 @@ def prepare_corpus(paths: list[Path], cache_dir: Path, val_frac: float, encoding
     done[0] = 0
     step = tick("encoding")
     eos = np.array([EOS], dtype=dtype)
-    with open(cache_dir / "train.bin.tmp", "wb") as ft, open(cache_dir / "val.bin.tmp", "wb") as fv:
-        def put(f, name, ids):
-            f.write(ids.tobytes())
-            lengths[name] += len(ids)
+    # Temporary names per process: under torchrun, processes on another machine may encode the same
+    # corpus into the same folder; each writes whole files and the renames replace them atomically.
+    tmp = f".tmp{os.getpid()}"
+    try:
+        with open(cache_dir / f"train.bin{tmp}", "wb") as ft, open(cache_dir / f"val.bin{tmp}", "wb") as fv:
+            def put(f, name, ids):
+                f.write(ids.tobytes())
+                lengths[name] += len(ids)
 
-        for p, n, k in zip(paths, scan.chars, ks, strict=True):
+            for p, n, k in zip(paths, scan.chars, ks, strict=True):
+                put(ft, "train", eos)
+                pos = 0
+                for text in iter_text(p, encoding, errors):
+                    ids = vocab.encode(text).astype(dtype)
+                    cut = min(max(k - pos, 0), len(ids))
+                    put(ft, "train", ids[:cut])
+                    put(fv, "val", ids[cut:])
+                    pos += len(ids)
+                    step(len(text))
+                if k < n:
+                    put(fv, "val", eos)
             put(ft, "train", eos)
-            pos = 0
-            for text in iter_text(p, encoding, errors):
-                ids = vocab.encode(text).astype(dtype)
-                cut = min(max(k - pos, 0), len(ids))
-                put(ft, "train", ids[:cut])
-                put(fv, "val", ids[cut:])
-                pos += len(ids)
-                step(len(text))
-            if k < n:
-                put(fv, "val", eos)
-        put(ft, "train", eos)
-        for f in (ft, fv):
-            f.flush()
-            os.fsync(f.fileno())
-    for name in ("train", "val"):
-        os.replace(cache_dir / f"{name}.bin.tmp", cache_dir / f"{name}.bin")
+            for f in (ft, fv):
+                f.flush()
+                os.fsync(f.fileno())
+        meta_path.unlink(missing_ok=True)  # never a record that describes other arrays than those on disk
+        for name in ("train", "val"):
+            os.replace(cache_dir / f"{name}.bin{tmp}", cache_dir / f"{name}.bin")
+    except OSError as e:
+        for name in ("train", "val"):
+            (cache_dir / f"{name}.bin{tmp}").unlink(missing_ok=True)
+        raise CharRNNError(f"cannot write the corpus cache in {cache_dir}: {e.strerror}; "
+                           "free some space or choose another --out") from None
     meta = {"settings": settings, "stat": _stat_key(paths), "fingerprint": scan.fingerprint, "vocab": "".join(vocab.chars),
             "dtype": dtype.name, "lengths": lengths, "chars": sum(scan.chars), "documents": len(paths),
             "doc_hashes": sorted(set(scan.doc_hashes))}
@@ -245,7 +255,7 @@ def prepare_corpus(paths: list[Path], cache_dir: Path, val_frac: float, encoding
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(obj))
     os.replace(tmp, path)
 

@@ -9,7 +9,7 @@ from conftest import TINY_MODEL, tiny_config
 from charrnn import corpus as corpus_mod
 from charrnn.corpus import TextFiles, corpus_from_docs, prepare_corpus, token_dtype
 from charrnn.data import read_text
-from charrnn.errors import UsageError
+from charrnn.errors import CharRNNError, UsageError
 from charrnn.train import train
 
 TEXTS = {
@@ -95,3 +95,13 @@ def test_training_on_streamed_files_equals_training_in_memory(files, tmp_path):
     in_memory = train([read_text(p) for p in files], TINY_MODEL, cfg, tmp_path / "memory", sample_every_eval=0)
     assert [m["val_loss"] for m in on_disk.metrics] == [m["val_loss"] for m in in_memory.metrics]
     assert (tmp_path / "disk" / "corpus" / "train.bin").exists()
+
+
+def test_a_full_disk_while_encoding_is_one_error_and_leaves_nothing_half_written(files, tmp_path, monkeypatch):
+    def no_space(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(corpus_mod.os, "fsync", no_space)
+    with pytest.raises(CharRNNError, match="No space left on device"):
+        prepare_corpus(files, tmp_path / "cache", 0.1)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == []
