@@ -73,14 +73,17 @@ def matmul_flops(device: torch.device, n: int = 2048, reps: int = 10) -> float:
 
 
 class BareStep:
-    """The same arithmetic as a charrnn training step, written plainly: embedding, nn.LSTM, linear
-    head, cross-entropy, backward, AdamW. No dropout, clipping, state carry, schedule or bookkeeping."""
+    """The same arithmetic as a charrnn training step, written plainly: embedding, nn.LSTM (built
+    with the model's arguments, so a deep one keeps its own dropout between layers), linear head,
+    cross-entropy, backward, AdamW. None of what charrnn adds: no dropout on embeddings or outputs,
+    no clipping, state carry, schedule or bookkeeping."""
 
     def __init__(self, vocab_size: int, mc: ModelConfig, cfg: TrainConfig, device):
         torch.manual_seed(0)
         self.device = device
         self.embed = torch.nn.Embedding(vocab_size, mc.embed).to(device)
-        self.lstm = torch.nn.LSTM(mc.embed, mc.hidden, num_layers=mc.layers, batch_first=True).to(device)
+        self.lstm = torch.nn.LSTM(mc.embed, mc.hidden, num_layers=mc.layers, batch_first=True,
+                                  dropout=mc.dropout if mc.layers > 1 else 0.0).to(device)
         self.head = torch.nn.Linear(mc.hidden, vocab_size).to(device)
         params = [*self.embed.parameters(), *self.lstm.parameters(), *self.head.parameters()]
         self.opt = torch.optim.AdamW(params, lr=1e-3)
@@ -202,7 +205,16 @@ def quality(corpus: Path, budget: str, work: Path) -> dict:
            "out": str(out)}
     print(f"  quality {budget}: val {row['val_loss']:.4f} nats/char = {row['val_bpc']:.4f} bpc, {row['model']}",
           file=sys.stderr)
+    (out / "bench.json").write_text(json.dumps(row))
     return row
+
+
+def quality_or_reuse(corpus: Path, budget: str, work: Path, reuse: bool) -> dict:
+    saved = work / f"quality-{budget}" / "bench.json"
+    if reuse and saved.exists():
+        print(f"  quality {budget}: reusing {saved.parent}", file=sys.stderr)
+        return json.loads(saved.read_text())
+    return quality(corpus, budget, work)
 
 
 def startup(ckpt: Path) -> dict:
@@ -265,7 +277,8 @@ def write_results(path: Path, r: dict) -> None:
         "## Training throughput (characters/s)",
         "",
         "charrnn's own loop (`train()`: dropout, clipping, carried state, schedule, progress) against the same",
-        "arithmetic written plainly (embedding, `nn.LSTM`, linear head, cross-entropy, backward, AdamW), same",
+        "arithmetic written plainly (embedding, `nn.LSTM` with the model's arguments, so its own dropout between",
+        "layers when there are several, linear head, cross-entropy, backward, AdamW), same",
         "shape (batch 32 x seq 64), timed alternately step by step in one run (a bare step between every two",
         "of charrnn's), median step after the first 5.",
         "",
@@ -320,6 +333,8 @@ def main() -> None:
     ap.add_argument("--corpus", type=Path, default=TINY if TINY.exists() else ROOT / "corpora" / "shakespeare.txt")
     ap.add_argument("--out", type=Path, default=None, help="default: benchmarks/RESULTS.md (--quick: runs/RESULTS-quick.md)")
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "runs")
+    ap.add_argument("--reuse-quality", action="store_true",
+                    help="take the quality runs already in --work instead of training them again (the rest is measured)")
     ap.add_argument("--sampling-only", nargs=2, metavar=("CKPT", "FLOPS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.sampling_only:
@@ -340,7 +355,7 @@ def main() -> None:
     print(f"bench: {r['machine']['cpu']}, {r['machine']['cores']} cores; corpus {args.corpus}", file=sys.stderr)
     r["flops"] = matmul_flops(cpu)
     r["speed"] = training_speed(docs, "cpu", args.quick, args.work)
-    r["quality"] = [quality(args.corpus, b, args.work) for b in budgets]
+    r["quality"] = [quality_or_reuse(args.corpus, b, args.work, args.reuse_quality) for b in budgets]
     main_ckpt = Path(r["quality"][-1]["out"]) / "best.pt"
     # In a fresh process: this one has trained and compiled (inductor's workers, allocator state).
     r["sampling"] = json.loads(subprocess.run(

@@ -158,7 +158,8 @@ def _stat_key(paths: list[Path]) -> list:
 def prepare_corpus(paths: list[Path], cache_dir: Path, val_frac: float, encoding: str = "utf-8", errors: str = "strict",
                    vocab: Vocab | None = None, max_vocab: int = 20_000,
                    progress: Callable[[str, int, int], None] | None = None) -> Corpus:
-    """Encode text files (each a document) into train/val token files under cache_dir, or reuse them.
+    """Encode text files (each a document) into train/val token files under cache_dir (a folder in
+    the run directory, made once the input has passed every check), or reuse them.
 
     vocab: encode with this vocabulary (a resumed run's); by default the corpus's own characters.
     progress(stage, done_bytes, total_bytes) is called as the files are read.
@@ -209,7 +210,10 @@ def prepare_corpus(paths: list[Path], cache_dir: Path, val_frac: float, encoding
     check_split(val_frac, val_len=sum(n - k + 1 for n, k in zip(scan.chars, ks, strict=True) if k < n),
                 train_text=sum(ks))
     dtype = token_dtype(len(vocab))
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    try:  # only now that the input has passed every check
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CharRNNError(f"cannot create the run directory {cache_dir.parent}: {e.strerror}; choose another --out") from None
     lengths = {"train": 0, "val": 0}
     done[0] = 0
     step = tick("encoding")
@@ -217,6 +221,7 @@ def prepare_corpus(paths: list[Path], cache_dir: Path, val_frac: float, encoding
     # Temporary names per process: under torchrun, processes on another machine may encode the same
     # corpus into the same folder; each writes whole files and the renames replace them atomically.
     tmp = f".tmp{os.getpid()}"
+    _remove_orphans(cache_dir)
     try:
         with open(cache_dir / f"train.bin{tmp}", "wb") as ft, open(cache_dir / f"val.bin{tmp}", "wb") as fv:
             def put(f, name, ids):
@@ -252,6 +257,20 @@ def prepare_corpus(paths: list[Path], cache_dir: Path, val_frac: float, encoding
             "doc_hashes": sorted(set(scan.doc_hashes))}
     _write_json(meta_path, meta)
     return _open(cache_dir, meta)
+
+
+def _remove_orphans(cache_dir: Path) -> None:
+    """Delete temporary files left by encoders that were killed (their process no longer exists)."""
+    for f in cache_dir.glob("*.tmp*"):
+        pid = f.name.rsplit(".tmp", 1)[-1]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            f.unlink(missing_ok=True)
+        except OSError:
+            pass  # exists, but not ours to signal: leave it
 
 
 def _write_json(path: Path, obj) -> None:

@@ -252,6 +252,13 @@ def _refuse_contradictions(prev: dict, fp: str, model_cfg: dict, force: bool) ->
         raise UsageError(f"--resume refused: {'; '.join(diffs)}. Drop the conflicting flags, or add --force")
 
 
+def _make_run_dir(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CharRNNError(f"cannot create the run directory {out}: {e.strerror}; choose another --out") from None
+
+
 def _optimizer(model: CharRNN, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
     """AdamW; weight decay on the recurrent and output matrices only (not embeddings, not biases)."""
     def decays(name: str, p: torch.Tensor) -> bool:
@@ -309,6 +316,7 @@ def train(docs: list[str] | TextFiles, model_cfg: dict, cfg: TrainConfig, out_di
     device = pick_device(cfg.device)
     if world.parallel and device.type == "cuda":
         device = torch.device("cuda", world.local_rank)
+    autocast_dtype(cfg.precision, device)  # refuse an impossible --precision before any work
     if cfg.seq_len < 1 or cfg.batch_size < 1:
         raise UsageError("--seq-len and --batch-size must be at least 1")
     if cfg.lr <= 0 or not math.isfinite(cfg.lr):
@@ -461,10 +469,7 @@ def train(docs: list[str] | TextFiles, model_cfg: dict, cfg: TrainConfig, out_di
     })
     metrics_path = out / "metrics.jsonl"
     if world.main:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise CharRNNError(f"cannot create the run directory {out}: {e.strerror}; choose another --out") from None
+        _make_run_dir(out)
         # The checkpoint's record is the truth: a crash may have left lines past last.pt.
         metrics_path.write_text("".join(json.dumps(r) + "\n" for r in metrics))
 
@@ -518,6 +523,8 @@ def train(docs: list[str] | TextFiles, model_cfg: dict, cfg: TrainConfig, out_di
         try:
             while True:
                 # Decide whether to stop before taking a step.
+                if not world.parallel:  # one process: its own clock and signals decide at once
+                    agreed["elapsed"], agreed["stop"] = prog.elapsed, stop.requested
                 if horizon_steps and prog.step >= horizon_steps:
                     prog.stopped = "budget"
                 elif cfg.time_budget and agreed["elapsed"] >= cfg.time_budget:

@@ -1,6 +1,7 @@
 """Corpora streamed from disk: the same ids as in memory, cached per run, read through memmap."""
 
 import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -105,3 +106,13 @@ def test_a_full_disk_while_encoding_is_one_error_and_leaves_nothing_half_written
     with pytest.raises(CharRNNError, match="No space left on device"):
         prepare_corpus(files, tmp_path / "cache", 0.1)
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == []
+
+
+def test_leftovers_of_a_killed_encoder_are_removed(files, tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / f"train.bin.tmp{dead.pid}").write_bytes(b"half")
+    prepare_corpus(files, cache, 0.1)
+    assert sorted(p.name for p in cache.iterdir()) == ["corpus.json", "train.bin", "val.bin"]

@@ -45,7 +45,8 @@ def test_kill_9_at_any_moment_leaves_loadable_checkpoints(tmp_path, corpus_text)
             ckpt = load_checkpoint(tmp_path / "run" / name)
             assert ckpt["progress"]["step"] >= 1
     # Temporary files of interrupted writes never carry the final names.
-    assert {p.name for p in (tmp_path / "run").iterdir() if not p.name.startswith(".")} <= {"best.pt", "last.pt", "metrics.jsonl"}
+    names = {p.name for p in (tmp_path / "run").iterdir() if not p.name.startswith(".")}
+    assert names <= {"best.pt", "last.pt", "metrics.jsonl", "corpus"}
 
 
 def test_sigterm_writes_last_and_exits_143(tmp_path, corpus_text):
