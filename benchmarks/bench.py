@@ -249,7 +249,9 @@ def write_results(path: Path, r: dict) -> None:
     lines = [
         "# charrnn benchmark results",
         "",
-        f"Written by `make bench` ({r['wall_min']:.1f} minutes) on {r['date']}. Machine: {m['cpu']}, "
+        f"Written by `make bench` ({r['wall_min']:.1f} minutes"
+        + ("; the quality runs reused from the previous full run, `--reuse-quality`" if r.get("reused_quality") else "")
+        + f") on {r['date']}. Machine: {m['cpu']}, "
         f"{m['cores']} cores available, {m['threads']} torch threads, GPU: {m['gpu'] or 'none'}; "
         f"torch {m['torch']}, Python {m['python']}, {m['os']}.",
         f"Corpus: `{r['corpus']}` ({r['corpus_chars']:,} characters; the last 10% is the validation text).",
@@ -356,6 +358,7 @@ def main() -> None:
     r["flops"] = matmul_flops(cpu)
     r["speed"] = training_speed(docs, "cpu", args.quick, args.work)
     r["quality"] = [quality_or_reuse(args.corpus, b, args.work, args.reuse_quality) for b in budgets]
+    r["reused_quality"] = args.reuse_quality
     main_ckpt = Path(r["quality"][-1]["out"]) / "best.pt"
     # In a fresh process: this one has trained and compiled (inductor's workers, allocator state).
     r["sampling"] = json.loads(subprocess.run(
