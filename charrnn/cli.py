@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import re
 import signal
@@ -97,6 +98,10 @@ def read_inputs(paths: list[Path], encoding: str, errors: str) -> list[tuple[str
     if sum(str(p) == "-" for p in paths) > 1:
         raise UsageError("standard input ('-') can be read only once; give it once")
     return [("<stdin>" if str(p) == "-" else str(p), read_text(p, encoding=encoding, errors=errors)) for p in paths]
+
+
+def checkpoint_option():
+    return typer.Option(None, "--checkpoint", "-c", help="A .pt file or run directory. (default: newest run under checkpoints/)")
 
 
 def threads_option():
@@ -226,6 +231,8 @@ def sample(
     unique: bool = typer.Option(False, help="Drop samples that repeat an earlier one (more are drawn to make up -n)."),
     novel: bool = typer.Option(False, help="Drop samples that are a document of the training corpus (e.g. a known name)."),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per sample: text, prime, ended, seed."),
+    color: bool = typer.Option(False, "--color", help="On a terminal, colour each character by the probability the "
+                               "model gave it (green: sure, red: a guess). Ignored when stdout is not a terminal."),
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
     threads: int | None = threads_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Nothing on stderr but errors."),
@@ -255,7 +262,11 @@ def sample(
     if not quiet:
         _stderr().print(f"[dim]sampling from {path}, seed {cfg.seed}[/]")
     if not (unique or novel or json_out):
-        write_samples(generate(model, vocab, prime, cfg, dev), prime, cfg.num_samples, sys.stdout)
+        if color and sys.stdout.isatty():
+            events = ((i, ch if ch is None else paint(ch, p)) for i, ch, p in generate(model, vocab, prime, cfg, dev, True))
+        else:
+            events = generate(model, vocab, prime, cfg, dev)
+        write_samples(events, prime, cfg.num_samples, sys.stdout)
         return
     hashes = ckpt["corpus"].get("doc_hashes")
     if novel and hashes is None:
@@ -274,6 +285,14 @@ def sample(
         made += 1
     if made < cfg.num_samples and not quiet:
         _stderr().print(f"only {made} of {cfg.num_samples} samples were new; the model mostly repeats its corpus")
+
+
+def paint(ch: str, p: float) -> str:
+    """`ch` in a 24-bit terminal colour from red (p = 0) through yellow to green (p = 1); newlines stay plain."""
+    if ch == "\n":
+        return ch
+    red, green = int(255 * min(1.0, 2 * (1 - p))), int(255 * min(1.0, 2 * p))
+    return f"\x1b[38;2;{red};{green};60m{ch}\x1b[0m"
 
 
 def write_samples(events, prime: str, n: int, out) -> None:
@@ -320,7 +339,7 @@ def write_samples(events, prime: str, n: int, out) -> None:
 @command
 def eval_cmd(
     files: list[Path] = typer.Argument(..., help="Text files to score; '-' reads standard input.", show_default=False),
-    checkpoint: Path | None = typer.Option(None, "--checkpoint", "-c", help="A .pt file or run directory."),
+    checkpoint: Path | None = checkpoint_option(),
     device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
     threads: int | None = threads_option(),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per file, then one for all files."),
@@ -378,7 +397,7 @@ def eval_cmd(
 @command
 def score(
     source: Path = typer.Argument(Path("-"), help="Text to score, one document per line; '-' (default) reads stdin."),
-    checkpoint: Path | None = typer.Option(None, "--checkpoint", "-c", help="A .pt file or run directory."),
+    checkpoint: Path | None = checkpoint_option(),
     doc_sep: str | None = typer.Option(None, help="Score documents separated by lines holding only SEP ('' for blank lines)."),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per document."),
     encoding: str = encoding_option(),
@@ -413,8 +432,90 @@ def score(
 
 @app.command()
 @command
+def inspect(
+    source: Path = typer.Argument(Path("-"), help="A short text to look at; '-' (default) reads standard input."),
+    checkpoint: Path | None = checkpoint_option(),
+    neuron: int | None = typer.Option(None, help="Show hidden unit K's activation at each character instead."),
+    layer: int = typer.Option(0, help="The layer of --neuron (0 is the first)."),
+    find: str | None = typer.Option(None, help="Rank hidden units by correlation with a feature: quote, newline or indent."),
+    html_out: Path | None = typer.Option(None, "--html", help="Also write the view as a self-contained HTML page."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON object per prediction."),
+    encoding: str = encoding_option(),
+    errors: str = errors_option(),
+):
+    """Look inside: per character the top-5 predictions and the surprisal; or what a hidden unit tracks."""
+    from .checkpoint import resolve_checkpoint
+    from .data import describe_chars, read_text
+    from .inference import load_model
+    from .inspection import FEATURES, inspect_text, rank_units, to_html
+
+    path = resolve_checkpoint(checkpoint)
+    model, vocab, _ = load_model(path)
+    text = read_text(source, encoding=encoding, errors=errors)
+    missing = vocab.missing(text)
+    if missing:
+        raise UsageError(f"the text has characters the model never saw: {describe_chars(missing)}; remove them")
+    if find is not None and find not in FEATURES:
+        raise UsageError(f"--find {find!r} is not known; use {', '.join(FEATURES)}")
+    cfg = model.config
+    if neuron is not None and not (0 <= layer < cfg.layers and 0 <= neuron < cfg.hidden):
+        raise UsageError(f"--layer {layer} --neuron {neuron}: the model has {cfg.layers} layer(s) of {cfg.hidden} units "
+                         f"(0-{cfg.layers - 1}, 0-{cfg.hidden - 1})")
+    ins = inspect_text(model, vocab, text)
+    if html_out is not None:
+        page = to_html(ins, text, f"charrnn inspect: {source}", None if neuron is None else (layer, neuron))
+        try:
+            html_out.write_text(page, encoding="utf-8")
+        except OSError as e:
+            raise CharRNNError(f"cannot write {html_out}: {e.strerror}") from None
+
+    def show(c: str) -> str:
+        return {"\n": "⏎", "\t": "⇥", EOS_SHOWN: "<eos>"}.get(c, c)
+
+    chars = list(text) + [EOS_SHOWN]  # the last prediction is the end of the document
+    if find is not None:
+        print("layer\tunit\tr")
+        for lay, unit, r in rank_units(ins, text, find):
+            print(f"{lay}\t{unit}\t{r:+.3f}")
+        return
+    if neuron is not None:
+        acts = ins.hidden[1 : len(text) + 1, layer, neuron]
+        if sys.stdout.isatty() and not json_out:
+            from rich.console import Console
+            from rich.text import Text
+
+            out = Text()
+            for c, a in zip(text, acts, strict=True):
+                shade = int(abs(float(a)) * 255)
+                out.append(c, style=f"on rgb({0 if a >= 0 else shade},{shade // 3},{shade if a >= 0 else 0})")
+            Console(highlight=False).print(out)
+        else:
+            for c, a in zip(text, acts, strict=True):
+                print(json.dumps({"char": c, "activation": round(float(a), 5)}, ensure_ascii=False) if json_out
+                      else f"{show(c)}\t{a:+.4f}")
+        return
+    bits = ins.surprisal_bits()
+    if not json_out:
+        print("pos\tchar\tp\tbits\ttop5")
+    for t, c in enumerate(chars):
+        top = ins.top(t)
+        p = float(ins.probs[t, ins.target[t]])
+        if json_out:
+            print(json.dumps({"pos": t, "char": None if c == EOS_SHOWN else c, "p": round(p, 6), "bits": round(float(bits[t]), 4),
+                              "top": [[tok, round(q, 6)] for tok, q in top]}, ensure_ascii=False))
+        else:
+            print(f"{t}\t{show(c)}\t{p:.4f}\t{bits[t]:.2f}\t" + " ".join(f"{show(tok)}:{q:.3f}" for tok, q in top))
+    _stderr().print(f"[dim]{ins.nats_per_char():.4f} nats/char = {ins.nats_per_char() / math.log(2):.4f} bpc "
+                    f"over {len(chars)} predictions[/]")
+
+
+EOS_SHOWN = "\x00eos"  # stands for the end-of-document prediction in inspect's output
+
+
+@app.command()
+@command
 def info(
-    checkpoint: Path | None = typer.Option(None, "--checkpoint", "-c", help="A .pt file or run directory."),
+    checkpoint: Path | None = checkpoint_option(),
 ):
     """Describe a checkpoint: config, vocabulary, size, progress and corpus."""
     from rich.console import Console

@@ -59,9 +59,12 @@ def resolve_seed(seed: int | None) -> int:
     return seed if seed is not None else int(torch.randint(0, 2**31 - 1, (1,)).item())
 
 
-def generate(model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig,
-             device: torch.device | str = "cpu") -> Iterator[tuple[int, str | None]]:
+def generate(model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig, device: torch.device | str = "cpu",
+             with_prob: bool = False) -> Iterator[tuple]:
     """Yield (sample index, character) as they are drawn; (index, None) when that sample draws EOS.
+
+    with_prob: yield (index, character, p) instead, p being the probability the model gave the
+    drawn character (at the sampling temperature, before top-k/top-p).
 
     Every sample starts from EOS (start of a document) followed by `prime`; cfg.length new
     characters at most are drawn per sample. Within a step, events come in sample order. With
@@ -87,12 +90,14 @@ def generate(model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig,
             with no_grad():
                 ids = next_ids(logits, cfg, gen)
                 drawn = ids.tolist()
+                if with_prob:
+                    temperature = 1.0 if cfg.greedy else cfg.temperature
+                    probs = torch.softmax(logits.float() / temperature, -1).gather(1, ids[:, None])[:, 0].tolist()
             keep = []
             for pos, (i, t) in enumerate(zip(active, drawn, strict=False)):
-                if t == EOS:
-                    yield i, None
-                else:
-                    yield i, chars[t - 1]
+                ch = None if t == EOS else chars[t - 1]
+                yield (i, ch, probs[pos]) if with_prob else (i, ch)
+                if ch is not None:
                     keep.append(pos)
             if not keep:
                 return

@@ -33,6 +33,15 @@ def trained_run(tmp_path_factory, corpus_text):
     return out
 
 
+@pytest.fixture(scope="session")
+def model_vocab(trained_run):
+    """The trained_run model (eval mode) and its vocabulary, loaded once."""
+    from charrnn.inference import load_model
+
+    model, vocab, _ = load_model(trained_run / "best.pt")
+    return model, vocab
+
+
 @pytest.fixture(autouse=True)
 def _no_debug(monkeypatch):
     monkeypatch.delenv("CHARRNN_DEBUG", raising=False)

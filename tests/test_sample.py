@@ -3,7 +3,6 @@ import torch
 
 from charrnn.data import EOS
 from charrnn.errors import UsageError
-from charrnn.inference import load_model
 from charrnn.sample import SampleConfig, generate, next_ids
 
 
@@ -13,12 +12,6 @@ def text_of(events, n=1):
         if ch is not None:
             out[i].append(ch)
     return ["".join(o) for o in out]
-
-
-@pytest.fixture(scope="module")
-def model_vocab(trained_run):
-    model, vocab, _ = load_model(trained_run / "best.pt")
-    return model, vocab
 
 
 def test_seeded_sampling_is_reproducible(model_vocab):
