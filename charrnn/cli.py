@@ -158,6 +158,8 @@ def train(
     resume: bool = typer.Option(False, help="Continue the run in --out from its last.pt."),
     force: bool = typer.Option(False, help="With --resume: continue even if flags contradict the checkpoint."),
     sample_length: int = typer.Option(200, help="Characters of the sample shown at each evaluation (0: none)."),
+    plot: bool = typer.Option(True, "--plot/--no-plot", help="Write loss.png in the run directory at each "
+                              "evaluation (when matplotlib is installed)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the final summary on stderr."),
 ):
     """Learn a corpus: train a char-level model and write best.pt, last.pt and metrics.jsonl."""
@@ -197,7 +199,8 @@ def train(
     try:
         result = run_train(data, model_cfg, cfg, out_dir, sources=sources, resume=resume, force=force,
                            reporter=RichReporter(console, quiet=quiet) if world.main else Reporter(),
-                           sample_every_eval=sample_length, doc_mode={"lines": lines, "doc_sep": doc_sep}, world=world)
+                           sample_every_eval=sample_length, doc_mode={"lines": lines, "doc_sep": doc_sep}, world=world,
+                           plot=plot)
     finally:
         shutdown(world)
     stopped = result.progress.stopped
@@ -510,6 +513,25 @@ def inspect(
 
 
 EOS_SHOWN = "\x00eos"  # stands for the end-of-document prediction in inspect's output
+
+
+@app.command()
+@command
+def plot(
+    runs: list[Path] = typer.Argument(None, help="Run directories (or .pt files in them). (default: the newest run)"),
+    output: Path = typer.Option(Path("loss.png"), "--output", "-o", help="The PNG to write."),
+):
+    """Plot training and validation bpc against characters seen and time, one line per run."""
+    from .checkpoint import resolve_checkpoint
+    from .plot import load_run, terminal_chart, write_png
+
+    loaded = [load_run(p) for p in (runs or [resolve_checkpoint(None)])]
+    if sys.stdout.isatty():
+        from rich.console import Console
+
+        Console(highlight=False).print(terminal_chart(loaded), end="")
+    write_png(loaded, output)
+    _stderr().print(f"[dim]wrote {output}[/]")
 
 
 @app.command()

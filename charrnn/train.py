@@ -252,6 +252,18 @@ def _refuse_contradictions(prev: dict, fp: str, model_cfg: dict, force: bool) ->
         raise UsageError(f"--resume refused: {'; '.join(diffs)}. Drop the conflicting flags, or add --force")
 
 
+def _draw_loss(out: Path, metrics: list[dict]) -> None:
+    """loss.png beside the checkpoints; quietly nothing when matplotlib is missing or the image cannot be written."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    from .plot import write_png
+
+    with contextlib.suppress(UsageError):
+        write_png([(out.name, metrics)], out / "loss.png")
+
+
 def _make_run_dir(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -293,7 +305,8 @@ def new_model_config(given: dict, vocab_size: int, train_chars: int, cfg: TrainC
 
 def train(docs: list[str] | TextFiles, model_cfg: dict, cfg: TrainConfig, out_dir: str | Path, *,
           sources: list[str] | None = None, resume: bool = False, force: bool = False, reporter: Reporter | None = None,
-          sample_every_eval: int = 200, doc_mode: dict | None = None, world: World = SOLO) -> TrainResult:
+          sample_every_eval: int = 200, doc_mode: dict | None = None, world: World = SOLO,
+          plot: bool = False) -> TrainResult:
     """Train a model on `docs` and write checkpoints to `out_dir`.
 
     docs: documents in memory (EOS follows each), or TextFiles, streamed from disk into token
@@ -302,6 +315,7 @@ def train(docs: list[str] | TextFiles, model_cfg: dict, cfg: TrainConfig, out_di
     or None}) records how the text was cut into documents, so eval can cut other text the same way.
     Writes best.pt (lowest validation loss), last.pt (the latest state, for --resume) and
     metrics.jsonl (one JSON object per evaluation). Returns when the budget is spent, patience runs out, or Ctrl-C is pressed.
+    plot: also draw loss.png in out_dir at each evaluation, when matplotlib is installed.
     world: this process's place among torchrun's processes (distributed.from_env); each rank trains
     cfg.batch_size streams of the world's batch_size x size, and rank 0 alone writes files.
     """
@@ -501,6 +515,8 @@ def train(docs: list[str] | TextFiles, model_cfg: dict, cfg: TrainConfig, out_di
         if improved:
             save(out / "best.pt", snapshot)
         save(out / "last.pt", snapshot)
+        if plot and world.main:
+            _draw_loss(out, metrics)
         sample = generate_text(model, vocab, prime="", length=sample_every_eval, temperature=0.8, seed=cfg.seed,
                                device=device) if sample_every_eval and world.main else ""
         prog.elapsed += time.perf_counter() - t0
