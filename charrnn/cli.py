@@ -193,7 +193,7 @@ def train(
         eval_chars=eval_chars if eval_chars > 0 else None,
     )
     set_threads(threads)
-    world, _ = from_env(device)  # under torchrun: join the other processes
+    world = from_env(device)  # under torchrun: join the other processes
     out_dir = out or Path("checkpoints") / ("stdin" if str(paths[0]) == "-" else paths[0].stem)
     console = _stderr()
     try:
@@ -448,7 +448,7 @@ def inspect(
 ):
     """Look inside: per character the top-5 predictions and the surprisal; or what a hidden unit tracks."""
     from .checkpoint import resolve_checkpoint
-    from .data import describe_chars, read_text
+    from .data import EOS, describe_chars, read_text
     from .inference import load_model
     from .inspection import FEATURES, inspect_text, rank_units, to_html
 
@@ -473,9 +473,8 @@ def inspect(
             raise CharRNNError(f"cannot write {html_out}: {e.strerror}") from None
 
     def show(c: str) -> str:
-        return {"\n": "⏎", "\t": "⇥", EOS_SHOWN: "<eos>"}.get(c, c)
+        return {"\n": "⏎", "\t": "⇥"}.get(c, c)
 
-    chars = list(text) + [EOS_SHOWN]  # the last prediction is the end of the document
     if find is not None:
         print("layer\tunit\tr")
         for lay, unit, r in rank_units(ins, text, find):
@@ -500,19 +499,17 @@ def inspect(
     bits = ins.surprisal_bits()
     if not json_out:
         print("pos\tchar\tp\tbits\ttop5")
-    for t, c in enumerate(chars):
+    for t, target in enumerate(ins.target):  # the last prediction is the document's end, shown as <eos>
+        c = vocab.token(int(target))
         top = ins.top(t)
-        p = float(ins.probs[t, ins.target[t]])
+        p = float(ins.probs[t, target])
         if json_out:
-            print(json.dumps({"pos": t, "char": None if c == EOS_SHOWN else c, "p": round(p, 6), "bits": round(float(bits[t]), 4),
+            print(json.dumps({"pos": t, "char": None if target == EOS else c, "p": round(p, 6), "bits": round(float(bits[t]), 4),
                               "top": [[tok, round(q, 6)] for tok, q in top]}, ensure_ascii=False))
         else:
             print(f"{t}\t{show(c)}\t{p:.4f}\t{bits[t]:.2f}\t" + " ".join(f"{show(tok)}:{q:.3f}" for tok, q in top))
     _stderr().print(f"[dim]{ins.nats_per_char():.4f} nats/char = {ins.nats_per_char() / math.log(2):.4f} bpc "
-                    f"over {len(chars)} predictions[/]")
-
-
-EOS_SHOWN = "\x00eos"  # stands for the end-of-document prediction in inspect's output
+                    f"over {len(ins.target)} predictions[/]")
 
 
 @app.command()

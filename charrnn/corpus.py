@@ -23,12 +23,24 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import EOS, Vocab, check_split, check_vocab_size, decode_text, doc_hash, fingerprint, split_documents
+from .data import (
+    EOS,
+    Vocab,
+    binary_error,
+    check_decoding,
+    check_split,
+    check_text_file,
+    check_vocab_size,
+    doc_hash,
+    fingerprint,
+    nul_means_binary,
+    split_documents,
+    undecodable_error,
+)
 from .errors import CharRNNError, UsageError
 
 CHUNK_BYTES = 1 << 22  # 4 MiB: bounds the memory that reading a chunk takes (~20x its size, briefly)
 CACHE_VERSION = 1
-EIGHT_BIT = ("utf8", "latin1", "ascii", "cp1252", "iso88591")
 
 
 @dataclass
@@ -73,10 +85,6 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint8 if vocab_size <= 256 else np.uint16 if vocab_size <= 65536 else np.uint32)
 
 
-def _check_decoding(encoding: str, errors: str) -> None:
-    decode_text(b"x", "", encoding, errors)  # the same one-line refusals as in-memory reading
-
-
 def iter_text(path: Path, encoding: str = "utf-8", errors: str = "strict", chunk: int | None = None) -> Iterator[str]:
     """The decoded text of a file, a chunk at a time, as data.read_text would give it whole.
 
@@ -84,7 +92,7 @@ def iter_text(path: Path, encoding: str = "utf-8", errors: str = "strict", chunk
     encoding are refused as binary, and an undecodable byte is reported with its file offset.
     """
     dec = codecs.getincrementaldecoder(encoding)(errors)
-    eight_bit = codecs.lookup(encoding).name.replace("-", "").replace("_", "") in EIGHT_BIT
+    eight_bit = nul_means_binary(encoding)
     offset, first, held_cr = 0, True, False
     try:
         f = open(path, "rb")  # noqa: SIM115 (closed below; reading may raise UsageError midway)
@@ -95,15 +103,12 @@ def iter_text(path: Path, encoding: str = "utf-8", errors: str = "strict", chunk
             raw = f.read(chunk or CHUNK_BYTES)
             final = not raw
             if eight_bit and b"\x00" in raw:
-                raise UsageError(f"{path}: contains NUL bytes, so it looks binary, not text; pass a text file "
-                                 "(or --encoding utf-16 if it is UTF-16)")
+                raise binary_error(str(path))
             buffered = len(dec.getstate()[0])
             try:
                 text = dec.decode(raw, final=final)
             except UnicodeDecodeError as e:
-                shown = "UTF-8" if codecs.lookup(encoding).name == "utf-8" else encoding
-                raise UsageError(f"{path}: invalid {shown} at byte {offset - buffered + e.start}; convert it "
-                                 "(iconv -t UTF-8), give its --encoding, or pass --errors replace") from None
+                raise undecodable_error(str(path), encoding, offset - buffered + e.start) from None
             offset += len(raw)
             if first and text:
                 text = text.removeprefix("\ufeff")
@@ -152,7 +157,7 @@ def _scan(paths: list[Path], encoding: str, errors: str, progress: Callable[[int
 
 
 def _stat_key(paths: list[Path]) -> list:
-    return [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in paths]
+    return [[str(p.resolve()), st.st_size, st.st_mtime_ns] for p, st in ((p, p.stat()) for p in paths)]
 
 
 def prepare_corpus(paths: list[Path], cache_dir: Path, val_frac: float, encoding: str = "utf-8", errors: str = "strict",
@@ -164,14 +169,11 @@ def prepare_corpus(paths: list[Path], cache_dir: Path, val_frac: float, encoding
     vocab: encode with this vocabulary (a resumed run's); by default the corpus's own characters.
     progress(stage, done_bytes, total_bytes) is called as the files are read.
     """
-    _check_decoding(encoding, errors)
+    check_decoding(encoding, errors)
     if not 0.0 <= val_frac < 1.0:
         raise UsageError(f"--val-frac must be in [0, 1), got {val_frac}")
     for p in paths:
-        if not p.exists():
-            raise UsageError(f"{p}: no such file; check the path")
-        if p.is_dir():
-            raise UsageError(f"{p}: is a directory; pass the text files inside it (e.g. {p}/*.txt)")
+        check_text_file(p)
     total = sum(p.stat().st_size for p in paths)
     report = progress or (lambda stage, done, total: None)
     settings = {"version": CACHE_VERSION, "encoding": encoding, "errors": errors, "val_frac": val_frac}

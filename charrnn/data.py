@@ -101,10 +101,7 @@ def read_text(path: str | Path, stdin=None, encoding: str = "utf-8", errors: str
         stream = stdin if stdin is not None else sys.stdin.buffer
         return decode_text(stream.read(), "standard input", encoding, errors)
     p = Path(path)
-    if not p.exists():
-        raise UsageError(f"{p}: no such file; check the path")
-    if p.is_dir():
-        raise UsageError(f"{p}: is a directory; pass the text files inside it (e.g. {p}/*.txt)")
+    check_text_file(p)
     try:
         data = p.read_bytes()
     except OSError as e:
@@ -117,27 +114,51 @@ def decode_text(data: bytes, name: str, encoding: str = "utf-8", errors: str = "
 
     errors='replace' turns undecodable bytes into U+FFFD instead of refusing the input.
     """
+    check_decoding(encoding, errors)
+    if b"\x00" in data and nul_means_binary(encoding):
+        raise binary_error(name)
+    try:
+        text = data.decode(encoding, errors=errors)
+    except UnicodeDecodeError as e:
+        raise undecodable_error(name, encoding, e.start) from None
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n")
+    if not text.strip():
+        raise UsageError(f"{name}: is empty; pass text to learn from")
+    return text
+
+
+def check_text_file(p: Path) -> None:
+    """Refuse a path that is missing or a folder, naming the fix."""
+    if not p.exists():
+        raise UsageError(f"{p}: no such file; check the path")
+    if p.is_dir():
+        raise UsageError(f"{p}: is a directory; pass the text files inside it (e.g. {p}/*.txt)")
+
+
+def check_decoding(encoding: str, errors: str) -> None:
+    """Refuse an unknown --encoding or --errors value."""
     try:
         codecs.lookup(encoding)
     except LookupError:
         raise UsageError(f"--encoding {encoding!r} is not a known encoding; try utf-8, latin-1 or cp1252") from None
     if errors not in ("strict", "replace"):
         raise UsageError(f"--errors {errors!r}: use strict or replace")
-    if b"\x00" in data and encoding.replace("-", "").lower() in ("utf8", "latin1", "ascii", "cp1252"):
-        raise UsageError(f"{name}: contains NUL bytes, so it looks binary, not text; pass a text file "
-                         "(or --encoding utf-16 if it is UTF-16)")
-    try:
-        text = data.decode(encoding, errors=errors)
-    except UnicodeDecodeError as e:
-        shown = "UTF-8" if codecs.lookup(encoding).name == "utf-8" else encoding
-        raise UsageError(
-            f"{name}: invalid {shown} at byte {e.start}; convert it (iconv -t UTF-8), give its --encoding, "
-            "or pass --errors replace"
-        ) from None
-    text = text.removeprefix("\ufeff").replace("\r\n", "\n")
-    if not text.strip():
-        raise UsageError(f"{name}: is empty; pass text to learn from")
-    return text
+
+
+def nul_means_binary(encoding: str) -> bool:
+    """In these encodings text never holds a NUL byte, so one means binary input (UTF-16 text has many)."""
+    return codecs.lookup(encoding).name.replace("-", "").replace("_", "") in ("utf8", "iso88591", "ascii", "cp1252")
+
+
+def binary_error(name: str) -> UsageError:
+    return UsageError(f"{name}: contains NUL bytes, so it looks binary, not text; pass a text file "
+                      "(or --encoding utf-16 if it is UTF-16)")
+
+
+def undecodable_error(name: str, encoding: str, offset: int) -> UsageError:
+    shown = "UTF-8" if codecs.lookup(encoding).name == "utf-8" else encoding
+    return UsageError(f"{name}: invalid {shown} at byte {offset}; convert it (iconv -t UTF-8), give its --encoding, "
+                      "or pass --errors replace")
 
 
 def split_text(text: str, lines: bool = False, doc_sep: str | None = None) -> list[str]:

@@ -36,22 +36,26 @@ class World:
     def parallel(self) -> bool:
         return self.size > 1
 
+    def device(self, name: str) -> torch.device:
+        """This process's device for --device `name`: under torchrun, a CUDA device is its LOCAL_RANK's GPU."""
+        device = pick_device(name)
+        return torch.device("cuda", self.local_rank) if self.parallel and device.type == "cuda" else device
+
 
 SOLO = World()
 
 
-def from_env(device_name: str) -> tuple[World, torch.device]:
-    """The world torchrun described (or a world of one) and this process's device; joins the process group."""
+def from_env(device_name: str) -> World:
+    """The world torchrun described (or a world of one); joins the process group (for --device `device_name`)."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1:
-        return SOLO, pick_device(device_name)
+        return SOLO
     world = World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
-    device = pick_device(device_name)
+    device = world.device(device_name)
     if device.type == "cuda":
         if world.local_rank >= torch.cuda.device_count():
             raise UsageError(f"LOCAL_RANK {world.local_rank} but only {torch.cuda.device_count()} GPUs are visible; "
                              "start at most one process per GPU (torchrun --nproc_per_node)")
-        device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
         backend = "nccl"
     elif device.type == "cpu":
@@ -60,7 +64,7 @@ def from_env(device_name: str) -> tuple[World, torch.device]:
         raise UsageError(f"--device {device.type}: several processes need CUDA GPUs or CPUs; use --device cuda or cpu")
     if not dist.is_initialized():
         dist.init_process_group(backend)
-    return world, device
+    return world
 
 
 def shutdown(world: World) -> None:

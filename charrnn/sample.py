@@ -76,18 +76,17 @@ def generate(model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig, device
     model.eval()
     # inference_mode wraps the arithmetic only: entered around each `yield`, it would cost more
     # than a 64-stream step's bookkeeping (it is a context switch per character).
-    no_grad = torch.inference_mode
     try:
         device = torch.device(device)
         gen = torch.Generator(device=device).manual_seed(resolve_seed(cfg.seed))
-        with no_grad():
+        with torch.inference_mode():
             start = torch.tensor([EOS] + vocab.encode(prime).tolist(), dtype=torch.long, device=device)
             logits, state = model(start.expand(cfg.num_samples, -1), None)
             logits = logits[:, -1]
         active = list(range(cfg.num_samples))
         chars = vocab.chars
         for _ in range(cfg.length):
-            with no_grad():
+            with torch.inference_mode():
                 ids = next_ids(logits, cfg, gen)
                 drawn = ids.tolist()
                 if with_prob:
@@ -101,7 +100,7 @@ def generate(model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig, device
                     keep.append(pos)
             if not keep:
                 return
-            with no_grad():
+            with torch.inference_mode():
                 if len(keep) < len(active):
                     index = torch.tensor(keep, device=device)
                     state = select_state(state, index)

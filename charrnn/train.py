@@ -28,7 +28,7 @@ from .data import Vocab
 from .distributed import SOLO, World
 from .errors import CharRNNError, UsageError
 from .model import CharRNN, ModelConfig, State, detach_state, select_state
-from .runtime import autocast, autocast_dtype, pick_device
+from .runtime import autocast, autocast_dtype
 
 LN2 = math.log(2)
 MAX_AUTO_EPOCHS = 50  # the cap when only --patience decides when to stop
@@ -254,10 +254,6 @@ def _refuse_contradictions(prev: dict, fp: str, model_cfg: dict, force: bool) ->
 
 def _draw_loss(out: Path, metrics: list[dict]) -> None:
     """loss.png beside the checkpoints; quietly nothing when matplotlib is missing or the image cannot be written."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return
     from .plot import write_png
 
     with contextlib.suppress(UsageError):
@@ -327,9 +323,7 @@ def train(docs: list[str] | TextFiles, model_cfg: dict, cfg: TrainConfig, out_di
         sources = sources or [str(p) for p in docs.paths]
     else:
         sources = sources or [f"<document {i}>" for i in range(len(docs))]
-    device = pick_device(cfg.device)
-    if world.parallel and device.type == "cuda":
-        device = torch.device("cuda", world.local_rank)
+    device = world.device(cfg.device)
     autocast_dtype(cfg.precision, device)  # refuse an impossible --precision before any work
     if cfg.seq_len < 1 or cfg.batch_size < 1:
         raise UsageError("--seq-len and --batch-size must be at least 1")
@@ -438,16 +432,20 @@ def train(docs: list[str] | TextFiles, model_cfg: dict, cfg: TrainConfig, out_di
     eval_seconds = cfg.time_budget / 12 if (cfg.time_budget and not cfg.eval_every) else None
     cap_steps = None if (horizon_steps or cfg.time_budget) else MAX_AUTO_EPOCHS * steps_per_epoch
 
-    # Ranks read their own clocks; every decision that depends on time (the learning rate, when to
-    # evaluate or stop) uses `agreed`, the slowest rank's time, updated at the sync points.
-    agreed = {"elapsed": prog.elapsed}
+    # Under torchrun ranks read their own clocks and signals; every decision that depends on them
+    # (the learning rate, when to evaluate or stop) uses `agreed`, the slowest rank's time and any
+    # rank's stop request, updated at the sync points. One process decides on its own at once.
+    agreed = {"elapsed": prog.elapsed, "stop": ""}
+
+    def clock() -> float:
+        return agreed["elapsed"] if world.parallel else prog.elapsed
 
     def fraction() -> float | None:
         fs = []
         if horizon_steps:
             fs.append(prog.step / horizon_steps)
         if cfg.time_budget:
-            fs.append(agreed["elapsed"] / cfg.time_budget)
+            fs.append(clock() / cfg.time_budget)
         return max(fs) if fs else None
 
     base = {
@@ -533,24 +531,22 @@ def train(docs: list[str] | TextFiles, model_cfg: dict, cfg: TrainConfig, out_di
     loss_acc = torch.zeros((), device=device)
     loss_n = 0
     next_eval_time = (math.floor(prog.elapsed / eval_seconds) + 1) * eval_seconds if eval_seconds else None
-    agreed["stop"] = ""
     model.train()
     with _StopFlag() as stop:
         try:
             while True:
                 # Decide whether to stop before taking a step.
-                if not world.parallel:  # one process: its own clock and signals decide at once
-                    agreed["elapsed"], agreed["stop"] = prog.elapsed, stop.requested
+                requested = agreed["stop"] if world.parallel else stop.requested
                 if horizon_steps and prog.step >= horizon_steps:
                     prog.stopped = "budget"
-                elif cfg.time_budget and agreed["elapsed"] >= cfg.time_budget:
+                elif cfg.time_budget and clock() >= cfg.time_budget:
                     prog.stopped = "time"
                 elif cap_steps and prog.step >= cap_steps:
                     prog.stopped = "cap"
                 elif fraction() is None and prog.bad_evals >= cfg.patience:
                     prog.stopped = "patience"
-                elif agreed["stop"]:
-                    prog.stopped = agreed["stop"]
+                elif requested:
+                    prog.stopped = requested
                 if prog.stopped:
                     break
                 t0 = time.perf_counter()
@@ -600,18 +596,14 @@ def train(docs: list[str] | TextFiles, model_cfg: dict, cfg: TrainConfig, out_di
                         slowest, asked = dist_.all_max(world, [prog.elapsed, float(bool(stop.requested))], device)
                         agreed["elapsed"] = slowest
                         agreed["stop"] = stop.requested or ("interrupted" if asked else "")
-                if not world.parallel:
-                    agreed["elapsed"], agreed["stop"] = prog.elapsed, stop.requested
                 timed["chars"] += window_chars
                 timed["seconds"] += dt
                 rep.step(prog, fraction(), prog.train_loss, chars_per_s(), lr)
-                due = prog.step % eval_every == 0 if not eval_seconds else agreed["elapsed"] >= next_eval_time
+                due = prog.step % eval_every == 0 if not eval_seconds else clock() >= next_eval_time
                 if due:
                     run_eval()
-                    if not world.parallel:
-                        agreed["elapsed"] = prog.elapsed
                     if eval_seconds:
-                        next_eval_time = (math.floor(agreed["elapsed"] / eval_seconds) + 1) * eval_seconds
+                        next_eval_time = (math.floor(clock() / eval_seconds) + 1) * eval_seconds
         except KeyboardInterrupt:
             # A second Ctrl-C: leave at once. The step in flight may be half applied, so nothing
             # more is written; best.pt and last.pt on disk are the last complete ones.
