@@ -27,13 +27,15 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from charrnn.cells import get_cell  # noqa: E402
 from charrnn.config import ModelConfig, SampleConfig, TrainConfig  # noqa: E402
 from charrnn.data import Vocab, read_text  # noqa: E402
 from charrnn.inference import load_model  # noqa: E402
 from charrnn.runtime import available_cores, pick_device, set_threads, synchronize  # noqa: E402
 from charrnn.sample import generate  # noqa: E402
 from charrnn.sizing import count_params  # noqa: E402
-from charrnn.train import Reporter, train  # noqa: E402
+from charrnn.train import train  # noqa: E402
+from charrnn.trainer import Reporter  # noqa: E402
 
 # The console script users run (python -m charrnn adds runpy's start-up).
 _SCRIPT = Path(sys.executable).with_name("charrnn")
@@ -155,7 +157,7 @@ def training_speed(docs, device_name: str, quick: bool, work: Path) -> list[dict
 
 def lstm_flops_per_char(mc: dict, vocab_size: int) -> float:
     """Multiply-adds x 2 per generated character: every layer's gate products plus the output head."""
-    gates = {"lstm": 4, "gru": 3, "rnn": 1}[mc["cell"]]
+    gates = get_cell(mc["cell"]).gates
     f = sum(2 * gates * mc["hidden"] * ((mc["embed"] if i == 0 else mc["hidden"]) + mc["hidden"]) for i in range(mc["layers"]))
     return f + 2 * mc["hidden"] * vocab_size
 

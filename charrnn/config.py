@@ -1,16 +1,53 @@
-"""Configuration: frozen dataclasses, saved inside every checkpoint as plain dicts.
+"""Configuration: frozen dataclasses, saved inside every checkpoint as plain dicts, and the one
+declaration of every setting the command line offers for them.
 
-This module imports no torch, so the CLI can show defaults in --help without loading it.
+A field with `help` in its metadata (see `setting`) becomes a command-line option, named after
+the field unless `flags` says otherwise (options.from_config). This module imports no torch, so
+the CLI can show defaults in --help without loading it.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import asdict, dataclass, field
 
+from .cells import CELLS, get_cell
 from .errors import UsageError
+from .schedule import SCHEDULES
 
-CELLS = ("lstm", "gru", "rnn")
+
+def setting(default, help: str, flags: tuple[str, ...] = (), parse=None, cli_type=None, choices=None,
+            shared: str | None = None):
+    """A config field that the command line offers. parse: turns the option's value (of cli_type, else
+    the field's type) into the field's; choices: a registry whose names the help lists; shared: the
+    name of a shared option definition (options.SHARED)."""
+    return field(default=default, metadata={"help": help, "flags": flags, "parse": parse, "cli_type": cli_type,
+                                            "choices": choices, "shared": shared})
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(h|m|s)?")
+
+
+def parse_duration(text: str | None) -> float | None:
+    """'90s', '10m', '2h', '1h30m' or plain seconds -> seconds (None stays None)."""
+    if text is None:
+        return None
+    s = text.strip().lower().replace(" ", "")
+    pos, total = 0, 0.0
+    while pos < len(s):
+        m = _DURATION.match(s, pos)
+        if not m or m.end() == pos:
+            break
+        total += float(m.group(1)) * {"h": 3600, "m": 60, "s": 1, None: 1}[m.group(2)]
+        pos = m.end()
+    if not s or pos != len(s) or total <= 0:
+        raise UsageError(f"--time {text!r} is not a duration; write it like 90s, 10m, 2h or 1h30m")
+    return total
+
+
+def positive_or_none(n: int) -> int | None:
+    return n if n > 0 else None
 
 
 @dataclass(frozen=True)
@@ -18,15 +55,14 @@ class ModelConfig:
     """The network's shape. The defaults won a sweep on tinyshakespeare with a 10-minute CPU budget (README)."""
 
     vocab_size: int
-    cell: str = "lstm"
-    layers: int = 1
-    hidden: int = 512
-    embed: int = 64
-    dropout: float = 0.1
+    cell: str = setting("lstm", "Recurrent cell.", choices=CELLS)
+    layers: int = setting(1, "Stacked recurrent layers.")
+    hidden: int = setting(512, "Hidden units per layer.")
+    embed: int = setting(64, "Character embedding size.")
+    dropout: float = setting(0.1, "Dropout on embeddings, between layers and before the output.")
 
     def __post_init__(self):
-        if self.cell not in CELLS:
-            raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
+        get_cell(self.cell)  # an unknown cell is an error here, not a wrong model later
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -40,26 +76,30 @@ class TrainConfig:
     larger ones at every budget we measured.
     """
 
-    seq_len: int = 64
-    batch_size: int = 32
-    lr: float = 5e-3
-    min_lr_frac: float = 0.05  # the decay ends at lr * min_lr_frac
-    warmup: int = 100  # steps of linear warm-up
-    weight_decay: float = 0.01
-    clip: float = 1.0
-    epochs: float | None = None
-    steps: int | None = None
-    time_budget: float | None = None  # seconds of training (evaluations included)
-    patience: int = 4
-    val_frac: float = 0.1
-    max_vocab: int = 20_000  # refuse corpora with more distinct characters (see data.check_vocab_size)
-    whole_documents: bool = False  # hold out whole documents (line/document corpora), not each one's tail
-    eval_every: int | None = None  # steps; None: about 12 evaluations over a known budget, else every 250 steps
-    eval_chars: int | None = 1_000_000  # score at most this many validation chars per evaluation (spread evenly)
-    seed: int = 1337
-    device: str = "auto"
-    precision: str = "auto"  # runtime.autocast_dtype: fp16 autocast on CUDA, fp32 elsewhere
-    compile: bool = False  # torch.compile the training forward pass
+    seq_len: int = setting(64, "Truncated-BPTT window: characters per stream per step.")
+    batch_size: int = setting(32, "Parallel streams per step.")
+    lr: float = setting(5e-3, "Peak learning rate (AdamW).")
+    min_lr_frac: float = setting(0.05, "The learning rate decays to lr x this by the end of the budget.")
+    warmup: int = setting(100, "Steps of linear learning-rate warm-up.")
+    schedule: str = setting("cosine", "Learning-rate schedule.", choices=SCHEDULES)
+    weight_decay: float = setting(0.01, "AdamW weight decay on matrices.")
+    clip: float = setting(1.0, "Clip the global gradient norm to this.")
+    epochs: float | None = setting(None, "Stop after this many passes over the data.")
+    steps: int | None = setting(None, "Stop after this many steps.")
+    time_budget: float | None = setting(None, "Stop after this much time (evaluations included): 90s, 10m, 2h.",
+                                        flags=("--time",), parse=parse_duration, cli_type=str)
+    patience: int = setting(4, "Without a budget: stop after this many evaluations without improvement.")
+    val_frac: float = setting(0.1, "Fraction held out from the end of each document for validation.")
+    max_vocab: int = setting(20_000, "Refuse corpora with more distinct characters than this.")
+    # Hold out whole documents (line/document corpora), not each one's tail: follows --lines/--doc-sep.
+    whole_documents: bool = False
+    eval_every: int | None = setting(None, "Evaluate every N steps. (default: 12 times per budget, else 250)")
+    eval_chars: int | None = setting(1_000_000, "Score at most this many validation characters per evaluation "
+                                     "(0: all).", parse=positive_or_none)
+    seed: int = setting(1337, "Random seed (weights, data order, dropout).")
+    device: str = setting("auto", "", shared="device")
+    precision: str = setting("auto", "auto (fp16 autocast on CUDA, fp32 elsewhere), fp32, bf16 or fp16.")
+    compile: bool = setting(False, "torch.compile the training forward pass (slow start).", flags=("--compile",))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,13 +109,14 @@ class TrainConfig:
 class SampleConfig:
     """How to sample; validate() raises UsageError for values that make no sense."""
 
-    length: int = 500
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
-    greedy: bool = False
-    num_samples: int = 1
-    seed: int | None = None
+    length: int = setting(500, "New characters per sample (the prime not counted).", flags=("--length", "-l"))
+    temperature: float = setting(1.0, "Softmax temperature (> 0): lower is safer, higher wilder.",
+                                 flags=("--temperature", "-t"))
+    top_k: int | None = setting(None, "Draw only among the K likeliest characters.")
+    top_p: float | None = setting(None, "Draw only among the likeliest characters whose mass reaches P.")
+    greedy: bool = setting(False, "Always take the most likely character.", flags=("--greedy",))
+    num_samples: int = setting(1, "Samples to generate, as one batch.", flags=("--num-samples", "-n"))
+    seed: int | None = setting(None, "Random seed (reported on stderr when not given).")
 
     def validate(self) -> None:
         if self.length < 1:
@@ -88,5 +129,3 @@ class SampleConfig:
             raise UsageError(f"--top-k must be at least 1, got {self.top_k}")
         if self.top_p is not None and not (0 < self.top_p <= 1):
             raise UsageError(f"--top-p must be in (0, 1], got {self.top_p}")
-
-

@@ -65,6 +65,20 @@ class TextFiles:
     errors: str = "strict"
 
 
+def documents_or_files(paths: list[Path], lines: bool, doc_sep: str | None, encoding: str,
+                       errors: str) -> tuple[list[str] | TextFiles, list[str]]:
+    """What `train` reads, and the names of its sources: documents cut in memory (--lines, --doc-sep,
+    standard input), or else each file one document, streamed from disk into the run's token cache."""
+    from .data import read_inputs, split_text
+
+    if lines and doc_sep is not None:
+        raise UsageError("--lines and --doc-sep both say how to cut documents; give one of them")
+    if lines or doc_sep is not None or any(str(p) == "-" for p in paths):
+        inputs = read_inputs(paths, encoding, errors)
+        return [d for _, text in inputs for d in split_text(text, lines, doc_sep)], [name for name, _ in inputs]
+    return TextFiles(tuple(paths), encoding, errors), [str(p) for p in paths]
+
+
 def corpus_from_docs(docs: list[str], vocab: Vocab | None, val_frac: float, whole: bool, seed: int,
                      max_vocab: int = 20_000) -> Corpus:
     """A corpus held in memory (standard input, --lines, --doc-sep, library callers)."""
@@ -174,40 +188,18 @@ def prepare_corpus(paths: list[Path], cache_dir: Path, val_frac: float, encoding
         raise UsageError(f"--val-frac must be in [0, 1), got {val_frac}")
     for p in paths:
         check_text_file(p)
-    total = sum(p.stat().st_size for p in paths)
-    report = progress or (lambda stage, done, total: None)
     settings = {"version": CACHE_VERSION, "encoding": encoding, "errors": errors, "val_frac": val_frac}
     meta_path = cache_dir / "corpus.json"
-    try:
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
-    except (OSError, ValueError):
-        meta = None  # a damaged cache is rebuilt
-    if meta and vocab is not None and meta.get("vocab") != "".join(vocab.chars):
-        meta = None  # encoded with other ids (resume --force on another corpus): encode again
-    if meta and meta["settings"] == settings and meta["stat"] == _stat_key(paths):
+    meta = _cached_meta(meta_path, settings, vocab)
+    if meta and meta["stat"] == _stat_key(paths):
         return _open(cache_dir, meta)  # untouched files: no need to read them
-
-    done = [0]
-
-    def tick(stage):
-        def f(n):
-            done[0] += n
-            report(stage, done[0], total)
-        return f
-
-    scan = _scan(paths, encoding, errors, tick("reading"))
-    if meta and meta["settings"] == settings and meta["fingerprint"] == scan.fingerprint:
+    ticker = _Ticker(progress, sum(p.stat().st_size for p in paths))
+    scan = _scan(paths, encoding, errors, ticker.stage("reading"))
+    if meta and meta["fingerprint"] == scan.fingerprint:
         meta["stat"] = _stat_key(paths)  # touched, not changed
         _write_json(meta_path, meta)
         return _open(cache_dir, meta)
-
-    if vocab is None:
-        vocab = Vocab([chr(c) for c in scan.codes])
-        check_vocab_size(vocab, max_vocab)
-    else:
-        missing = [chr(c) for c in scan.codes if chr(c) not in vocab]
-        if missing:
-            raise UsageError("the corpus has characters the checkpoint's vocabulary lacks; start a new run")
+    vocab = _corpus_vocab(scan, vocab, max_vocab)
     ks = [n - int(round(n * val_frac)) for n in scan.chars]  # as split_documents: the last val_frac is held out
     check_split(val_frac, val_len=sum(n - k + 1 for n, k in zip(scan.chars, ks, strict=True) if k < n),
                 train_text=sum(ks))
@@ -216,9 +208,59 @@ def prepare_corpus(paths: list[Path], cache_dir: Path, val_frac: float, encoding
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise CharRNNError(f"cannot create the run directory {cache_dir.parent}: {e.strerror}; choose another --out") from None
+    meta_path.unlink(missing_ok=True)  # never a record that describes other arrays than those on disk
+    lengths = _encode(paths, scan.chars, ks, vocab, dtype, cache_dir, encoding, errors, ticker.stage("encoding"))
+    meta = {"settings": settings, "stat": _stat_key(paths), "fingerprint": scan.fingerprint, "vocab": "".join(vocab.chars),
+            "dtype": dtype.name, "lengths": lengths, "chars": sum(scan.chars), "documents": len(paths),
+            "doc_hashes": sorted(set(scan.doc_hashes))}
+    _write_json(meta_path, meta)
+    return _open(cache_dir, meta)
+
+
+class _Ticker:
+    """Counts bytes read in a stage and reports (stage, done, total) to the progress callback."""
+
+    def __init__(self, progress: Callable[[str, int, int], None] | None, total: int):
+        self.report = progress or (lambda stage, done, total: None)
+        self.total = total
+
+    def stage(self, name: str) -> Callable[[int], None]:
+        done = 0
+
+        def tick(n: int) -> None:
+            nonlocal done
+            done += n
+            self.report(name, done, self.total)
+
+        return tick
+
+
+def _cached_meta(meta_path: Path, settings: dict, vocab: Vocab | None) -> dict | None:
+    """The cache's record when it was made with these settings (and this vocabulary, if given), else None."""
+    try:
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
+    except (OSError, ValueError):
+        return None  # a damaged cache is rebuilt
+    if meta and vocab is not None and meta.get("vocab") != "".join(vocab.chars):
+        return None  # encoded with other ids (resume --force on another corpus): encode again
+    return meta if meta and meta["settings"] == settings else None
+
+
+def _corpus_vocab(scan: _Scan, vocab: Vocab | None, max_vocab: int) -> Vocab:
+    """The corpus's own vocabulary, or the given one when it covers every character."""
+    if vocab is None:
+        vocab = Vocab([chr(c) for c in scan.codes])
+        check_vocab_size(vocab, max_vocab)
+    elif any(chr(c) not in vocab for c in scan.codes):
+        raise UsageError("the corpus has characters the checkpoint's vocabulary lacks; start a new run")
+    return vocab
+
+
+def _encode(paths: list[Path], chars: list[int], ks: list[int], vocab: Vocab, dtype: np.dtype, cache_dir: Path, encoding: str,
+            errors: str, tick: Callable[[int], None]) -> dict[str, int]:
+    """Write train.bin and val.bin: per file (n chars) EOS, its first k ids to train, the rest (then EOS) to validation,
+    and a closing EOS; returns the lengths written. Temp files, fsync, then renames: never a torn array."""
     lengths = {"train": 0, "val": 0}
-    done[0] = 0
-    step = tick("encoding")
     eos = np.array([EOS], dtype=dtype)
     # Temporary names per process: under torchrun, processes on another machine may encode the same
     # corpus into the same folder; each writes whole files and the renames replace them atomically.
@@ -230,7 +272,7 @@ def prepare_corpus(paths: list[Path], cache_dir: Path, val_frac: float, encoding
                 f.write(ids.tobytes())
                 lengths[name] += len(ids)
 
-            for p, n, k in zip(paths, scan.chars, ks, strict=True):
+            for p, n, k in zip(paths, chars, ks, strict=True):
                 put(ft, "train", eos)
                 pos = 0
                 for text in iter_text(p, encoding, errors):
@@ -239,14 +281,13 @@ def prepare_corpus(paths: list[Path], cache_dir: Path, val_frac: float, encoding
                     put(ft, "train", ids[:cut])
                     put(fv, "val", ids[cut:])
                     pos += len(ids)
-                    step(len(text))
+                    tick(len(text))
                 if k < n:
                     put(fv, "val", eos)
             put(ft, "train", eos)
             for f in (ft, fv):
                 f.flush()
                 os.fsync(f.fileno())
-        meta_path.unlink(missing_ok=True)  # never a record that describes other arrays than those on disk
         for name in ("train", "val"):
             os.replace(cache_dir / f"{name}.bin{tmp}", cache_dir / f"{name}.bin")
     except OSError as e:
@@ -254,11 +295,7 @@ def prepare_corpus(paths: list[Path], cache_dir: Path, val_frac: float, encoding
             (cache_dir / f"{name}.bin{tmp}").unlink(missing_ok=True)
         raise CharRNNError(f"cannot write the corpus cache in {cache_dir}: {e.strerror}; "
                            "free some space or choose another --out") from None
-    meta = {"settings": settings, "stat": _stat_key(paths), "fingerprint": scan.fingerprint, "vocab": "".join(vocab.chars),
-            "dtype": dtype.name, "lengths": lengths, "chars": sum(scan.chars), "documents": len(paths),
-            "doc_hashes": sorted(set(scan.doc_hashes))}
-    _write_json(meta_path, meta)
-    return _open(cache_dir, meta)
+    return lengths
 
 
 def _remove_orphans(cache_dir: Path) -> None:

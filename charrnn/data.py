@@ -109,6 +109,13 @@ def read_text(path: str | Path, stdin=None, encoding: str = "utf-8", errors: str
     return decode_text(data, str(p), encoding, errors)
 
 
+def read_inputs(paths: list[Path], encoding: str, errors: str) -> list[tuple[str, str]]:
+    """(name, text) of each input; '-' is standard input, named <stdin>, and may appear once."""
+    if sum(str(p) == "-" for p in paths) > 1:
+        raise UsageError("standard input ('-') can be read only once; give it once")
+    return [("<stdin>" if str(p) == "-" else str(p), read_text(p, encoding=encoding, errors=errors)) for p in paths]
+
+
 def decode_text(data: bytes, name: str, encoding: str = "utf-8", errors: str = "strict") -> str:
     """Bytes -> text with CRLF read as LF and a leading BOM dropped; refuses binary, undecodable or empty input.
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_checkpoint
-from .data import EOS, Vocab
+from .data import Vocab
 from .errors import UsageError
 from .model import CharRNN, ModelConfig
 
@@ -52,34 +52,3 @@ def describe(ckpt: dict) -> list[tuple[str, str]]:
         ("fingerprint", f"sha256 {corpus['fingerprint']}"),
         ("format", f"{ckpt['format']} v{ckpt['version']}"),
     ]
-
-
-@torch.no_grad()
-def score_documents(model: CharRNN, vocab: Vocab, docs: list[str], device: torch.device | str = "cpu",
-                    batch: int = 256) -> list[float | None]:
-    """Log-probability (nats, natural log) of each document as a whole document: from EOS, its
-    characters, then the EOS that ends it; len(doc) + 1 predictions each. None for a document
-    with characters outside the vocabulary (the model gives it probability zero).
-
-    Documents are scored as independent rows of padded batches, shortest with shortest.
-    """
-    out: list[float | None] = [None] * len(docs)
-    known = [i for i, d in enumerate(docs) if not vocab.missing(d)]
-    known.sort(key=lambda i: len(docs[i]))
-    model.eval()
-    for start in range(0, len(known), batch):
-        idx = known[start : start + batch]
-        width = len(docs[idx[-1]]) + 1
-        x = torch.zeros(len(idx), width, dtype=torch.long)
-        y = torch.full((len(idx), width), -100, dtype=torch.long)
-        for row, i in enumerate(idx):
-            ids = torch.as_tensor(vocab.encode(docs[i]))
-            x[row, 1 : len(ids) + 1] = ids  # x[row, 0] is EOS
-            y[row, : len(ids)] = ids
-            y[row, len(ids)] = EOS
-        logits, _ = model(x.to(device))
-        nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), y.to(device), ignore_index=-100,
-                                                reduction="none").sum(1)
-        for row, i in enumerate(idx):
-            out[i] = -float(nll[row])
-    return out

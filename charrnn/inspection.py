@@ -10,11 +10,14 @@ from __future__ import annotations
 import html
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from .data import EOS, Vocab
+from .data import EOS, Vocab, describe_chars
+from .errors import CharRNNError, UsageError
+from .metrics import LN2, Loss
 from .model import CharRNN
 
 FEATURES = ("quote", "newline", "indent")
@@ -42,8 +45,9 @@ class Inspection:
         p = self.probs[np.arange(len(self.target)), self.target]
         return -np.log2(np.maximum(p, 1e-45))
 
-    def nats_per_char(self) -> float:
-        return float(self.surprisal_bits().mean() * math.log(2))
+    def loss(self) -> Loss:
+        """The loss over all predictions: equals `eval`'s on the same text."""
+        return Loss(float(self.surprisal_bits().sum() * LN2), len(self.target))
 
     def top(self, t: int, k: int = 5) -> list[tuple[str, float]]:
         order = np.argsort(-self.probs[t])[:k]
@@ -61,9 +65,22 @@ def inspect_text(model: CharRNN, vocab: Vocab, text: str, device: torch.device |
     for t in range(len(x)):
         logits, state = model.step(x[t : t + 1], state)
         probs.append(torch.softmax(logits.double(), -1)[0].cpu())
-        h = state[0] if isinstance(state, tuple) else state  # (layers, 1, hidden)
+        h = model.cell.unpack(state)[0]  # (layers, 1, hidden)
         hidden.append(h[:, 0].float().cpu())
     return Inspection(vocab, ids, torch.stack(probs).numpy(), torch.stack(hidden).numpy())
+
+
+def check_request(model: CharRNN, vocab: Vocab, text: str, find: str | None, neuron: int | None, layer: int) -> None:
+    """Refuse what inspect cannot show: unknown characters, an unknown feature, a unit the model lacks."""
+    missing = vocab.missing(text)
+    if missing:
+        raise UsageError(f"the text has characters the model never saw: {describe_chars(missing)}; remove them")
+    if find is not None and find not in FEATURES:
+        raise UsageError(f"--find {find!r} is not known; use {', '.join(FEATURES)}")
+    cfg = model.config
+    if neuron is not None and not (0 <= layer < cfg.layers and 0 <= neuron < cfg.hidden):
+        raise UsageError(f"--layer {layer} --neuron {neuron}: the model has {cfg.layers} layer(s) of {cfg.hidden} units "
+                         f"(0-{cfg.layers - 1}, 0-{cfg.hidden - 1})")
 
 
 def feature(text: str, name: str) -> np.ndarray:
@@ -122,7 +139,7 @@ def to_html(ins: Inspection, text: str, title: str, neuron: tuple[int, int] | No
         else:
             a = float(ins.hidden[i + 1, neuron[0], neuron[1]])
             color = f"rgba(40,90,220,{a:.2f})" if a >= 0 else f"rgba(230,120,20,{-a:.2f})"
-        tip = f"{c!r}: p={math.exp(-surprisal[i] * math.log(2)):.3f}, {surprisal[i]:.2f} bits; next guesses " + \
+        tip = f"{c!r}: p={math.exp(-surprisal[i] * LN2):.3f}, {surprisal[i]:.2f} bits; next guesses " + \
             ", ".join(f"{tok!r} {p:.2f}" for tok, p in ins.top(i))
         shown = "⏎\n" if c == "\n" else html.escape(c)
         spans.append(f'<span style="background:{color}" title="{html.escape(tip)}">{shown}</span>')
@@ -133,6 +150,13 @@ def to_html(ins: Inspection, text: str, title: str, neuron: tuple[int, int] | No
         "<style>body{font-family:sans-serif;margin:2em}pre{font-family:monospace;font-size:15px;line-height:1.5;"
         "white-space:pre-wrap}span{border-radius:2px}</style></head><body>"
         f"<h1>{html.escape(title)}</h1><p>Colour: {html.escape(what)}. "
-        f"{ins.nats_per_char():.4f} nats/char over {len(ins.target)} predictions. Hover a character for the "
+        f"{ins.loss().nats:.4f} nats/char over {len(ins.target)} predictions. Hover a character for the "
         "model's top 5 guesses at it.</p><pre>" + "".join(spans) + "</pre></body></html>\n"
     )
+
+
+def write_html(path: Path, ins: Inspection, text: str, title: str, neuron: tuple[int, int] | None) -> None:
+    try:
+        path.write_text(to_html(ins, text, title, neuron), encoding="utf-8")
+    except OSError as e:
+        raise CharRNNError(f"cannot write {path}: {e.strerror}") from None

@@ -16,8 +16,9 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from .train import Progress as TrainProgress
-from .train import Reporter
+from .metrics import EvalRecord
+from .trainer import Progress as TrainProgress
+from .trainer import Reporter
 
 
 def fmt_count(n: float) -> str:
@@ -109,14 +110,15 @@ class RichReporter(Reporter):
                   f"val {fmt_num(self.val_bpc)} bpc  {fmt_count(chars_per_s)} chars/s")
         self.bar.update(self.task, completed=completed, status=status)
 
-    def evaluation(self, record: dict, sample: str) -> None:
-        self.val_bpc = record.get("val_bpc", math.nan)
+    def evaluation(self, record: EvalRecord, sample: str) -> None:
+        self.val_bpc = math.nan if record.val_bpc is None else record.val_bpc
         if self.quiet:
             return
-        val = f"val {record['val_loss']:.4f} nats/char = {record['val_bpc']:.4f} bpc" if "val_loss" in record else "no validation"
+        val = "no validation" if record.val_loss is None else \
+            f"val {record.val_loss:.4f} nats/char = {record.val_bpc:.4f} bpc"
         self.console.print(
-            f"[bold]step {record['step']:,}[/] ({fmt_count(record['chars_seen'])} chars, {record['elapsed']:.0f}s)  "
-            f"train {record['train_loss']:.4f}  [green]{val}[/]  lr {record['lr']:.2e}",
+            f"[bold]step {record.step:,}[/] ({fmt_count(record.chars_seen)} chars, {record.elapsed:.0f}s)  "
+            f"train {record.train_loss:.4f}  [green]{val}[/]  lr {record.lr:.2e}",
             highlight=False,
         )
         if sample:

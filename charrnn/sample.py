@@ -9,30 +9,64 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
 from .config import SampleConfig
-from .data import EOS, Vocab, describe_chars, doc_hash
+from .data import EOS, Vocab, describe_chars, doc_hash, read_text
 from .errors import UsageError
 from .model import CharRNN, select_state
 
 
+class Rule:
+    """One way to narrow the draw, active when its SampleConfig setting is given: it may mask the
+    tempered logits (B, V) before the softmax, or zero probabilities (B, V) after it. A new rule is a
+    subclass listed in RULES, and its setting in config.SampleConfig (which makes the flag)."""
+
+    def logits(self, logits: torch.Tensor, cfg: SampleConfig) -> torch.Tensor:
+        return logits
+
+    def probs(self, probs: torch.Tensor, cfg: SampleConfig) -> torch.Tensor:
+        return probs
+
+
+class TopK(Rule):
+    """--top-k K: only the K likeliest characters."""
+
+    def logits(self, logits, cfg):
+        if cfg.top_k is None or cfg.top_k >= logits.shape[-1]:
+            return logits
+        kth = torch.topk(logits, cfg.top_k, dim=-1).values[:, -1:]
+        return logits.masked_fill(logits < kth, -math.inf)
+
+
+class TopP(Rule):
+    """--top-p P (nucleus): the smallest set of likeliest characters whose mass reaches P."""
+
+    def probs(self, probs, cfg):
+        if cfg.top_p is None or cfg.top_p >= 1:
+            return probs
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        # Drop a character when the mass before it already reaches top_p.
+        drop = (sorted_p.cumsum(-1) - sorted_p) >= cfg.top_p
+        sorted_p = sorted_p.masked_fill(drop, 0.0)
+        return torch.zeros_like(probs).scatter_(-1, order, sorted_p)
+
+
+RULES: tuple[Rule, ...] = (TopK(), TopP())
+
+
 def next_ids(logits: torch.Tensor, cfg: SampleConfig, generator: torch.Generator | None) -> torch.Tensor:
-    """logits (B, V) -> drawn ids (B,), after temperature, top-k and top-p (nucleus) filtering."""
+    """logits (B, V) -> drawn ids (B,): argmax with greedy, else a draw at the temperature after every RULES filter."""
     if cfg.greedy:
         return logits.argmax(dim=-1)
     logits = logits.float() / cfg.temperature
-    if cfg.top_k is not None and cfg.top_k < logits.shape[-1]:
-        kth = torch.topk(logits, cfg.top_k, dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, -math.inf)
+    for rule in RULES:
+        logits = rule.logits(logits, cfg)
     probs = torch.softmax(logits, dim=-1)
-    if cfg.top_p is not None and cfg.top_p < 1:
-        sorted_p, order = probs.sort(dim=-1, descending=True)
-        # Keep the smallest set whose mass reaches top_p: drop a token when the mass before it already does.
-        drop = (sorted_p.cumsum(-1) - sorted_p) >= cfg.top_p
-        sorted_p = sorted_p.masked_fill(drop, 0.0)
-        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
+    for rule in RULES:
+        probs = rule.probs(probs, cfg)
     # Inverse CDF: one uniform number per stream, where torch.multinomial costs several times more
     # per call on small batches (and sampling makes a call per character).
     cdf = probs.cumsum(dim=-1)
@@ -139,10 +173,22 @@ def complete_samples(model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig
                     return
 
 
-def sample_filter(known_hashes: list[int] | None, unique: bool) -> Callable[[str], bool]:
-    """The test a whole sample must pass: not a training document (its hash is not among
-    `known_hashes`, when given: --novel) and, with `unique`, not a repeat of one accepted before."""
-    known = set(known_hashes) if known_hashes is not None else None
+def read_prime(prime: str, prime_file: Path | None) -> str:
+    """The prime: --prime's text, or standard input for '-', or --prime-file's contents (UTF-8, CRLF read as LF)."""
+    if prime_file is not None and prime:
+        raise UsageError("--prime and --prime-file both give a prime; give one of them")
+    if prime == "-" or prime_file is not None:
+        return read_text(prime_file if prime_file is not None else "-")
+    return prime
+
+
+def sample_filter(ckpt: dict, path: Path, novel: bool, unique: bool) -> Callable[[str], bool]:
+    """The test a whole sample must pass: with `novel`, not a document of the checkpoint's training
+    corpus (by its hash); with `unique`, not a repeat of one accepted before."""
+    hashes = ckpt["corpus"].get("doc_hashes")
+    if novel and hashes is None:
+        raise UsageError(f"{path}: this checkpoint has no record of its training documents; retrain to use --novel")
+    known = set(hashes.tolist()) if novel else None
     seen: set[str] = set()
 
     def accept(text: str) -> bool:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .cells import get_cell
 from .config import ModelConfig
 
 # Candidates, smallest first: (layers, hidden, dropout). Deeper rungs get more dropout because
@@ -44,8 +45,7 @@ class Choice:
 
 def count_params(cfg: ModelConfig) -> int:
     """Parameters of a CharRNN with this config, without building it."""
-    gates = {"lstm": 4, "gru": 3, "rnn": 1}[cfg.cell]
-    rnn = sum(gates * cfg.hidden * ((cfg.embed if i == 0 else cfg.hidden) + cfg.hidden + 2) for i in range(cfg.layers))
+    rnn = get_cell(cfg.cell).num_params(cfg.embed, cfg.hidden, cfg.layers)
     return cfg.vocab_size * cfg.embed + rnn + cfg.hidden * cfg.vocab_size + cfg.vocab_size
 
 

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from charrnn.train import TrainConfig, train
+from charrnn.config import TrainConfig
+from charrnn.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAKESPEARE = ROOT / "corpora" / "shakespeare.txt"

@@ -9,8 +9,8 @@ import torch
 from test_cli import run
 
 from charrnn.data import document_stream
+from charrnn.evaluation import evaluate
 from charrnn.inspection import feature, inspect_text, rank_units, to_html
-from charrnn.train import evaluate
 
 TEXT = "ROMEO:\n  But soft, what light\n    through yonder window breaks?\n"
 
@@ -20,9 +20,9 @@ def test_predictions_are_distributions_and_surprisal_is_evals_loss(model_vocab):
     ins = inspect_text(model, vocab, TEXT)
     assert ins.probs.shape == (len(TEXT) + 1, len(vocab))
     np.testing.assert_allclose(ins.probs.sum(1), 1.0, atol=1e-9)
-    nll, n = evaluate(model, document_stream([TEXT], vocab))
-    assert n == len(TEXT) + 1
-    assert ins.nats_per_char() == pytest.approx(nll / n, rel=1e-5)
+    loss = evaluate(model, document_stream([TEXT], vocab))
+    assert loss.count == len(TEXT) + 1
+    assert ins.loss().nats == pytest.approx(loss.nats, rel=1e-5) and ins.loss().count == loss.count
     top = ins.top(3)
     assert [p for _, p in top] == sorted((p for _, p in top), reverse=True) and len(top) == 5
     assert ins.hidden.shape == (len(TEXT) + 1, model.config.layers, model.config.hidden)

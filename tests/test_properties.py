@@ -9,9 +9,10 @@ from typer.testing import CliRunner
 
 from charrnn.checkpoint import load_checkpoint, save_checkpoint
 from charrnn.cli import app
+from charrnn.config import TrainConfig
 from charrnn.data import Vocab, decode_text
 from charrnn.errors import UsageError
-from charrnn.train import TrainConfig, train
+from charrnn.train import train
 
 # Any code point but surrogates and NUL: astral planes, combining marks, CR/LF all included.
 unicode_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=200)

@@ -7,9 +7,9 @@ from conftest import TINY_MODEL, tiny_config
 from charrnn import sizing
 from charrnn.config import ModelConfig
 from charrnn.errors import UsageError
-from charrnn.model import CharRNN
 from charrnn.runtime import autocast_dtype, available_cores, set_threads
-from charrnn.train import Reporter, train
+from charrnn.train import train
+from charrnn.trainer import Reporter
 
 CPU = torch.device("cpu")
 
@@ -36,13 +36,6 @@ def test_precision_choices():
         autocast_dtype("fp16", CPU)
     with pytest.raises(UsageError, match="not known"):
         autocast_dtype("half", CPU)
-
-
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-@pytest.mark.parametrize("layers", [1, 3])
-def test_parameter_count_without_building(cell, layers):
-    cfg = ModelConfig(vocab_size=71, cell=cell, layers=layers, hidden=40, embed=12)
-    assert sizing.count_params(cfg) == CharRNN(cfg).num_params()
 
 
 def fake_rates(flops_per_s: float):

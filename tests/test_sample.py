@@ -117,7 +117,7 @@ def test_prime_with_unknown_characters(model_vocab):
 def test_batched_samples_print_in_order_while_streaming():
     import io
 
-    from charrnn.cli import write_samples
+    from charrnn.render import write_samples
 
     out = io.StringIO()
     events = [(0, "a"), (1, "b"), (2, "c"), (0, None), (1, "d"), (2, None), (1, "e")]

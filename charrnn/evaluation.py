@@ -1,0 +1,106 @@
+"""Scoring text with a model: a long stream in parallel stretches (training's validation, eval), or
+documents one by one (score). Both give metrics.Loss.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import EOS, Vocab, describe_chars, document_stream, split_text
+from .errors import UsageError
+from .metrics import Loss
+from .model import CharRNN
+
+
+@torch.no_grad()
+def evaluate(model: CharRNN, ids: np.ndarray | torch.Tensor, device: torch.device | str = "cpu",
+             window: int = 512, burn_in: int = 256, min_stream: int = 4096, max_streams: int = 64,
+             max_chars: int | None = None, shard: tuple[int, int] = (0, 1)) -> Loss:
+    """The loss of ids[1:] given everything before (Loss: summed nats and the count scored).
+
+    The text is cut into up to `max_streams` stretches scored in parallel with the state carried
+    within each; a stretch first reads the `burn_in` characters before it (unscored), so every
+    character is scored with at least that much context, as in a single carried pass. With
+    `max_chars`, each stretch scores only its first max_chars / streams characters: a sample spread
+    evenly over a long text. ids may be a memmap: only the windows being scored are read.
+    shard (rank, size): score only every size-th stretch from rank; the shards' sums add up to the whole.
+    """
+    ids = ids.numpy() if isinstance(ids, torch.Tensor) else ids
+    n = len(ids) - 1
+    if n < 1:
+        return Loss()
+    was_training = model.training
+    model.eval()
+    k = max(1, min(max_streams, n // min_stream))
+    bounds = np.array([c * n // k for c in range(k + 1)], dtype=np.int64)
+    s, e = bounds[:-1], bounds[1:]
+    if max_chars is not None and max_chars < n:
+        e = np.minimum(e, s + max(1, max_chars // k))
+    s, e = s[shard[0] :: shard[1]], e[shard[0] :: shard[1]]
+    if len(s) == 0:
+        return Loss()
+    b = np.maximum(0, s - burn_in)  # each stretch reads from b, scores targets s+1 .. e
+    length = e - b
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    state = None
+    for t in range(0, int(length.max()), window):
+        j = np.arange(t, min(t + window, int(length.max())))
+        valid = j[None, :] < length[:, None]
+        pos = np.where(valid, b[:, None] + j[None, :], 0)
+        x = torch.from_numpy(ids[pos].astype(np.int64))
+        y = ids[pos + valid].astype(np.int64)  # the next id where valid (masked below where not)
+        y[~valid | (j[None, :] < (s - b)[:, None])] = -100  # padding and burn-in: read, not scored
+        logits, state = model(x.to(device), state)
+        total += F.cross_entropy(logits.float().flatten(0, 1), torch.from_numpy(y).to(device).flatten(),
+                                 ignore_index=-100, reduction="sum")
+    model.train(was_training)
+    return Loss(float(total), int((e - s).sum()))
+
+
+@torch.no_grad()
+def score_documents(model: CharRNN, vocab: Vocab, docs: list[str], device: torch.device | str = "cpu",
+                    batch: int = 256) -> list[Loss | None]:
+    """The loss of each document as a whole document: from EOS, its characters, then the EOS that
+    ends it; len(doc) + 1 predictions each. None for a document with characters outside the
+    vocabulary (the model gives it probability zero).
+
+    Documents are scored as independent rows of padded batches, shortest with shortest.
+    """
+    out: list[Loss | None] = [None] * len(docs)
+    known = [i for i, d in enumerate(docs) if not vocab.missing(d)]
+    known.sort(key=lambda i: len(docs[i]))
+    model.eval()
+    for start in range(0, len(known), batch):
+        idx = known[start : start + batch]
+        width = len(docs[idx[-1]]) + 1
+        x = torch.zeros(len(idx), width, dtype=torch.long)
+        y = torch.full((len(idx), width), -100, dtype=torch.long)
+        for row, i in enumerate(idx):
+            ids = torch.as_tensor(vocab.encode(docs[i]))
+            x[row, 1 : len(ids) + 1] = ids  # x[row, 0] is EOS
+            y[row, : len(ids)] = ids
+            y[row, len(ids)] = EOS
+        logits, _ = model(x.to(device))
+        nll = F.cross_entropy(logits.float().transpose(1, 2), y.to(device), ignore_index=-100,
+                                                reduction="none").sum(1)
+        for row, i in enumerate(idx):
+            out[i] = Loss(float(nll[row]), len(docs[i]) + 1)
+    return out
+
+
+def files_as_streams(texts: list[tuple[str, str]], vocab: Vocab, lines: bool,
+                     doc_sep: str | None) -> list[tuple[str, np.ndarray]]:
+    """(name, ids) per (name, text): the text cut into documents and read as training read them
+    (EOS d1 EOS d2 ... EOS). Every text is checked before any is scored: one with characters the
+    model never saw is a UsageError naming them."""
+    out = []
+    for name, text in texts:
+        docs = split_text(text, lines, doc_sep)
+        missing = [c for d in docs for c in vocab.missing(d)]
+        if missing:
+            raise UsageError(f"{name}: has characters the model never saw: {describe_chars(list(dict.fromkeys(missing)))}; "
+                             "it can only score text made of its vocabulary")
+        out.append((name, document_stream(docs, vocab)))
+    return out

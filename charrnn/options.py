@@ -1,0 +1,107 @@
+"""Command-line options, each declared once: the shared ones several commands take, and those derived
+from the config dataclasses' fields (config.setting), so a new setting is one field.
+
+No torch here: --help must stay instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from dataclasses import MISSING, Field, fields
+
+import typer
+
+from .errors import UsageError
+
+
+def checkpoint_option():
+    return typer.Option(None, "--checkpoint", "-c", help="A .pt file or run directory. (default: newest run under checkpoints/)")
+
+
+def device_option(default: str = "auto"):
+    return typer.Option(default, help="auto, cpu, cuda or mps.")
+
+
+def threads_option():
+    return typer.Option(None, help="CPU threads for the arithmetic. (default: one per core available to this process)")
+
+
+def encoding_option():
+    return typer.Option("utf-8", help="Text encoding of the input (utf-8, latin-1, cp1252, utf-16, ...).")
+
+
+def errors_option():
+    return typer.Option("strict", help="strict: refuse undecodable bytes; replace: read them as U+FFFD.")
+
+
+def json_option(help: str):
+    return typer.Option(False, "--json", help=help)
+
+
+def quiet_option(help: str = "Nothing on stderr but errors."):
+    return typer.Option(False, "--quiet", "-q", help=help)
+
+
+SHARED = {"device": device_option}  # config fields that use a shared definition (config.setting(shared=...))
+
+
+def _option(f: Field, given_only: bool):
+    """The typer option of one config field. given_only: default None, so the command sees only the flags given."""
+    m = f.metadata
+    default = None if given_only else f.default
+    if m["shared"]:
+        return SHARED[m["shared"]](default)
+    help = m["help"]
+    if m["choices"] is not None:
+        help += f" One of: {', '.join(m['choices'])}."
+    if given_only:
+        help += f" (default: {f.default})"
+    flags = m["flags"] or (f"--{f.name.replace('_', '-')}",)
+    return typer.Option(default, *flags, help=help, show_default=not given_only)
+
+
+def _cli_type(cls: type, f: Field, given_only: bool):
+    """What the option parses: the field's type, or its cli_type (a duration is written as text);
+    optional where only the flags given count."""
+    t = f.metadata["cli_type"] or typing.get_type_hints(cls)[f.name]
+    if f.metadata["cli_type"] and f.default is None:
+        t = t | None
+    return t | None if given_only and t is not bool else t
+
+
+def from_config(cls: type, into: str, given_only: bool = False):
+    """Give a command one option per CLI field of `cls` and hand it the result as the argument `into`:
+    a `cls` instance, or with given_only a dict of the flags given (the rest left to the caller).
+
+    The command's own parameters come first; the config's follow in field order.
+    """
+    cli_fields = [f for f in fields(cls) if f.metadata.get("help") is not None and f.default is not MISSING]
+
+    def decorate(fn):
+        sig = inspect.signature(fn, eval_str=True)
+        params = [p for p in sig.parameters.values() if p.name != into]
+        params += [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=_option(f, given_only),
+                                     annotation=_cli_type(cls, f, given_only)) for f in cli_fields]
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            values = {f.name: kwargs.pop(f.name) for f in cli_fields}
+            for f in cli_fields:
+                if f.metadata["parse"] is not None and values[f.name] is not None:
+                    values[f.name] = f.metadata["parse"](values[f.name])
+            for f in cli_fields:
+                choices = f.metadata["choices"]
+                if choices is not None and values[f.name] is not None and values[f.name] not in choices:
+                    flag = f"--{f.name.replace('_', '-')}"
+                    raise UsageError(f"{flag} {values[f.name]!r} is not known; use {', '.join(choices)}")
+            given = {k: v for k, v in values.items() if v is not None}
+            kwargs[into] = given if given_only else cls(**values)
+            return fn(*args, **kwargs)
+
+        wrapper.__signature__ = sig.replace(parameters=params)
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        return wrapper
+
+    return decorate

@@ -1,0 +1,175 @@
+"""Setting up a run: the checks, the resumed run's own settings, the corpus, and the model's shape.
+
+set_up() does everything that comes before the first training step and writes nothing; what
+it returns (a Run) is all the Trainer needs. Under torchrun, rank 0 encodes the corpus and
+chooses the size, and the other ranks take its results.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from . import checkpoint as ckpt_io
+from . import distributed as dist_
+from .batching import fit_batch_shape
+from .config import ModelConfig, TrainConfig
+from .corpus import Corpus, TextFiles, corpus_from_docs, prepare_corpus
+from .data import Vocab
+from .distributed import World
+from .errors import CharRNNError, UsageError
+from .runtime import autocast, autocast_dtype
+
+
+@dataclass
+class Run:
+    """A run ready to train: where it writes, its settings, its data, and the checkpoint it resumes (or None)."""
+
+    out: Path
+    cfg: TrainConfig
+    model_config: ModelConfig
+    corpus: Corpus
+    record: dict  # the checkpoint's vocab, configs and corpus description (see corpus_record)
+    device: torch.device
+    prev: dict | None
+    sizing_seconds: float  # choosing the size is part of the budget
+
+
+def set_up(docs: list[str] | TextFiles, model_cfg: dict, cfg: TrainConfig, out: Path, sources: list[str] | None,
+           resume: bool, force: bool, doc_mode: dict | None, world: World, rep) -> Run:
+    """Check the options, restore a resumed run's settings, prepare the corpus and choose the model."""
+    device = world.device(cfg.device)
+    check_options(cfg, device)
+    prev = load_for_resume(out) if resume else None
+    vocab = model_config = None
+    if prev is not None:
+        vocab, model_config = Vocab(prev["vocab"]), ModelConfig(**prev["model_config"])
+        cfg = resumed_config(prev, cfg)
+    split = prepare_data(docs, vocab, cfg, out, world, rep)
+    if prev is not None:
+        refuse_contradictions(prev, split.fingerprint, model_cfg, force)
+    if world.parallel and len(split.train) - 1 - cfg.seq_len < cfg.batch_size * world.size * cfg.seq_len:
+        raise UsageError(f"the training text ({len(split.train):,} ids) is too short for {world.size} processes x "
+                         f"--batch-size {cfg.batch_size} x --seq-len {cfg.seq_len}; use fewer processes or smaller batches")
+    cfg, note = fit_batch_shape(len(split.train), cfg)
+    if note:
+        rep.message(note)
+    t0 = time.perf_counter()
+    if model_config is None:  # measured speeds differ between processes: rank 0 chooses for all
+        if world.main:
+            model_config = new_model_config(model_cfg, len(split.vocab), len(split.train), cfg, device, rep)
+        model_config = dist_.from_main(world, model_config)
+    if isinstance(docs, TextFiles):
+        sources = sources or [str(p) for p in docs.paths]
+    sources = sources or [f"<document {i}>" for i in range(len(docs))]
+    return Run(out, cfg, model_config, split, corpus_record(split, model_config, cfg, sources, doc_mode), device, prev,
+               time.perf_counter() - t0 if prev is None else 0.0)
+
+
+def check_options(cfg: TrainConfig, device: torch.device) -> None:
+    """Refuse settings that cannot work, before any work."""
+    autocast_dtype(cfg.precision, device)
+    if cfg.seq_len < 1 or cfg.batch_size < 1:
+        raise UsageError("--seq-len and --batch-size must be at least 1")
+    if cfg.lr <= 0 or not math.isfinite(cfg.lr):
+        raise UsageError(f"--lr must be a positive number, got {cfg.lr}")
+    if cfg.val_frac == 0 and not (cfg.steps or cfg.epochs or cfg.time_budget):
+        raise UsageError("with --val-frac 0 there is nothing to judge progress by; give --steps, --epochs or --time")
+
+
+def load_for_resume(out: Path) -> dict:
+    last = out / "last.pt"
+    if not last.exists():
+        raise UsageError(f"--resume: {last} does not exist; train without --resume first, or point --out at the run")
+    return ckpt_io.load_checkpoint(last)
+
+
+def resumed_config(prev: dict, cfg: TrainConfig) -> TrainConfig:
+    """The run's own settings stand; only how long to go on, how often to evaluate, and where may
+    change. Without a new budget, the run's own budget (say --time 10m) is finished."""
+    changes = {"device": cfg.device, "patience": cfg.patience, "precision": cfg.precision, "compile": cfg.compile}
+    if cfg.epochs or cfg.steps or cfg.time_budget:
+        changes.update(epochs=cfg.epochs, steps=cfg.steps, time_budget=cfg.time_budget)
+    if cfg.eval_every:
+        changes["eval_every"] = cfg.eval_every
+    return replace(TrainConfig(**prev["train_config"]), **changes)
+
+
+def refuse_contradictions(prev: dict, fp: str, model_cfg: dict, force: bool) -> None:
+    """Refuse to resume on another corpus or with other model flags (unless forced), naming each difference."""
+    diffs = []
+    if prev["corpus"]["fingerprint"] != fp:
+        diffs.append("the corpus differs from the one it was trained on")
+    for k, v in model_cfg.items():
+        if prev["model_config"].get(k) != v:
+            diffs.append(f"{k} {prev['model_config'].get(k)} in the checkpoint, {v} asked for")
+    if diffs and not force:
+        raise UsageError(f"--resume refused: {'; '.join(diffs)}. Drop the conflicting flags, or add --force")
+
+
+def prepare_data(docs: list[str] | TextFiles, vocab: Vocab | None, cfg: TrainConfig, out: Path, world: World,
+                 rep) -> Corpus:
+    """The corpus in memory (documents) or streamed into a token cache in out/corpus (files)."""
+    if not isinstance(docs, TextFiles):
+        return corpus_from_docs(docs, vocab, cfg.val_frac, cfg.whole_documents, cfg.seed, cfg.max_vocab)
+
+    def prepare():
+        return prepare_corpus(list(docs.paths), out / "corpus", cfg.val_frac, docs.encoding, docs.errors, vocab=vocab,
+                              max_vocab=cfg.max_vocab, progress=rep.reading)
+
+    if world.parallel:  # rank 0 encodes; the others then find the cache (and the same errors)
+        error = None
+        if world.main:
+            try:
+                prepare()
+            except UsageError as e:
+                error = str(e)
+        error = dist_.from_main(world, error)
+        if error:
+            raise UsageError(error)
+    return prepare()
+
+
+def new_model_config(given: dict, vocab_size: int, train_chars: int, cfg: TrainConfig, device: torch.device,
+                     rep) -> ModelConfig:
+    """The model for a new run: the fields in `given`, the rest from ModelConfig's defaults.
+
+    Under a time budget with neither layers nor hidden given, the size (and its dropout, unless
+    given) is the one sizing.choose_model finds the budget can train well on this device.
+    """
+    if not (cfg.time_budget and "layers" not in given and "hidden" not in given):
+        return ModelConfig(vocab_size=vocab_size, **given)
+    from .sizing import choose_model
+
+    base = ModelConfig(vocab_size=vocab_size, **given)
+    with autocast(device, autocast_dtype(cfg.precision, device)):
+        pick = choose_model(base, train_chars, cfg.time_budget, cfg.batch_size, cfg.seq_len, device)
+    rep.message(f"--time {cfg.time_budget:g}s: chose {pick.layers} x {pick.hidden} ({pick.params:,} parameters): "
+                f"{pick.reason}. Give --layers/--hidden to choose yourself")
+    return replace(base, layers=pick.layers, hidden=pick.hidden, dropout=given.get("dropout", pick.dropout))
+
+
+def corpus_record(split: Corpus, model_config: ModelConfig, cfg: TrainConfig, sources: list[str],
+                  doc_mode: dict | None) -> dict:
+    """What every checkpoint of the run says about its vocabulary, configuration and corpus."""
+    return {
+        "vocab": list(split.vocab.chars),
+        "model_config": model_config.to_dict(),
+        "train_config": cfg.to_dict(),
+        "corpus": {"fingerprint": split.fingerprint, "files": list(sources), "chars": split.chars,
+                   "documents": split.documents, "train_chars": int(len(split.train)), "val_chars": int(len(split.val)),
+                   # 8 bytes per distinct document, so `sample --novel` can drop copies of the corpus.
+                   "doc_hashes": torch.from_numpy(split.doc_hashes),
+                   **(doc_mode or {"lines": False, "doc_sep": None})},
+    }
+
+
+def make_run_dir(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CharRNNError(f"cannot create the run directory {out}: {e.strerror}; choose another --out") from None

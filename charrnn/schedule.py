@@ -1,0 +1,128 @@
+"""How long a run goes on and how fast it learns: the budget, when to evaluate, why to stop, the learning rate.
+
+Everything here is a pure function of the step, the training clock (seconds) and the evaluation
+history (`bad_evals`, `lr_scale`, kept in the run's Progress), so it is tested without training.
+A learning-rate schedule is one class with `lr()` and `after_evaluation()`, registered in SCHEDULES.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+MAX_AUTO_EPOCHS = 50  # the cap when only --patience decides when to stop
+
+# Why a run stopped (Progress.stopped); signals add "interrupted" and "terminated".
+BUDGET, TIME, CAP, PATIENCE = "budget", "time", "cap", "patience"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What a run may spend: steps (from --steps or --epochs, the smaller), seconds (--time), or neither,
+    when patience ends the run, within a cap of MAX_AUTO_EPOCHS epochs."""
+
+    steps: int | None = None
+    seconds: float | None = None
+    cap_steps: int | None = None
+    patience: int = 4
+
+    @classmethod
+    def of(cls, steps: int | None, epochs: float | None, seconds: float | None, patience: int,
+           steps_per_epoch: int) -> Budget:
+        horizon = steps or None
+        if epochs:
+            e_steps = max(1, int(round(epochs * steps_per_epoch)))
+            horizon = min(horizon or e_steps, e_steps)
+        cap = None if (horizon or seconds) else MAX_AUTO_EPOCHS * steps_per_epoch
+        return cls(horizon, seconds or None, cap, patience)
+
+    def fraction(self, step: int, elapsed: float) -> float | None:
+        """How far through the budget (the further of steps and time); None without a budget."""
+        fs = []
+        if self.steps:
+            fs.append(step / self.steps)
+        if self.seconds:
+            fs.append(elapsed / self.seconds)
+        return max(fs) if fs else None
+
+    def stop_reason(self, step: int, elapsed: float, bad_evals: int) -> str:
+        """Why the run must stop before taking another step ("" to go on)."""
+        if self.steps and step >= self.steps:
+            return BUDGET
+        if self.seconds and elapsed >= self.seconds:
+            return TIME
+        if self.cap_steps and step >= self.cap_steps:
+            return CAP
+        if self.fraction(step, elapsed) is None and bad_evals >= self.patience:
+            return PATIENCE
+        return ""
+
+
+@dataclass(frozen=True)
+class Cadence:
+    """When to evaluate: every `steps` steps, or, with `seconds`, each time the clock passes a multiple of it."""
+
+    steps: int
+    seconds: float | None = None
+
+    @classmethod
+    def of(cls, eval_every: int | None, budget: Budget, steps_per_epoch: int) -> Cadence:
+        """--eval-every N, else about 12 evaluations over a known budget, else every 250 steps (or epoch)."""
+        if eval_every:
+            return cls(eval_every)
+        steps = max(1, budget.steps // 12) if budget.steps else min(250, max(1, steps_per_epoch))
+        return cls(steps, budget.seconds / 12 if budget.seconds else None)
+
+    def due(self, step: int, elapsed: float, since: float) -> bool:
+        """Whether to evaluate after `step`, the clock reading `elapsed`, the last evaluation (or the start) at `since`."""
+        if self.seconds is None:
+            return step % self.steps == 0
+        return elapsed >= (math.floor(since / self.seconds) + 1) * self.seconds
+
+
+class Schedule(Protocol):
+    """A learning-rate schedule: the rate for a step, and how an evaluation's verdict changes lr_scale."""
+
+    def lr(self, step: int, fraction: float | None, lr_scale: float) -> float: ...
+    def after_evaluation(self, improved: bool, fraction: float | None, lr_scale: float) -> float: ...
+
+
+SCHEDULES: dict[str, type] = {}
+
+
+def register(cls: type) -> type:
+    SCHEDULES[cls.name] = cls
+    return cls
+
+
+def get_schedule(name: str, lr: float, warmup: int, min_lr_frac: float) -> Schedule:
+    try:
+        return SCHEDULES[name](lr, warmup, min_lr_frac)
+    except KeyError:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {name!r}") from None
+
+
+@register
+@dataclass(frozen=True)
+class WarmupCosine:
+    """Linear warm-up over `warmup` steps, then cosine decay to lr * min_lr_frac over the budget.
+
+    Without a budget there is nothing to decay over: the rate halves at each evaluation that did
+    not improve on the best validation loss (plateau halving), and patience ends the run.
+    """
+
+    name: ClassVar[str] = "cosine"
+    peak: float
+    warmup: int
+    min_lr_frac: float
+
+    def lr(self, step: int, fraction: float | None, lr_scale: float) -> float:
+        warm = min(1.0, (step + 1) / max(1, self.warmup))
+        if fraction is None:
+            return self.peak * warm * lr_scale
+        f = min(1.0, max(0.0, fraction))
+        return self.peak * warm * (self.min_lr_frac + (1 - self.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * f)))
+
+    def after_evaluation(self, improved: bool, fraction: float | None, lr_scale: float) -> float:
+        return lr_scale * 0.5 if not improved and fraction is None else lr_scale

@@ -1,0 +1,404 @@
+"""The training loop: a Trainer takes a prepared Run (runs.py) and trains it, one window at a time.
+
+    while nothing says stop (budget.py's reasons, Ctrl-C):
+        x, y  <- the next window of every stream (batching.Windows)
+        lr    <- the schedule at this step and fraction of the budget
+        loss  <- forward with the carried state, backward, clip, AdamW step   (train_step)
+        every 10 steps: the mean training loss and, under torchrun, the ranks agree on time and stop
+        when due: evaluate, record, save best.pt and last.pt                  (evaluate_and_save)
+
+The hidden state is carried from window to window and detached (truncated BPTT); it is reset when
+the streams restart at an epoch boundary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from . import checkpoint as ckpt_io
+from . import distributed as dist_
+from .batching import Windows
+from .data import Vocab
+from .distributed import World
+from .errors import UsageError
+from .evaluation import evaluate
+from .metrics import EvalRecord, Loss, bits
+from .model import CharRNN, State, detach_state, select_state
+from .runs import Run, make_run_dir
+from .runtime import autocast, autocast_dtype
+from .schedule import Budget, Cadence, get_schedule
+
+SYNC_EVERY = 10  # steps between host syncs (the training loss; under torchrun, time and stop requests)
+
+
+@dataclass
+class Progress:
+    """Where a run stands; saved in every checkpoint so --resume continues exactly."""
+
+    step: int = 0
+    epoch: int = 0
+    window: int = 0  # next window of the current epoch
+    offset: int = 0  # where the streams start in this epoch
+    chars_seen: int = 0
+    elapsed: float = 0.0  # seconds of training so far, over all sessions
+    best_val: float = math.inf
+    best_step: int = 0
+    bad_evals: int = 0
+    lr_scale: float = 1.0  # the schedule's plateau factor (schedule.Schedule.after_evaluation)
+    train_loss: float = math.nan
+    stopped: str = ""
+
+
+class Reporter:
+    """Receives progress events; the CLI draws them, tests and library users may ignore them."""
+
+    def start(self, info: dict) -> None: ...
+    def step(self, progress: Progress, fraction: float | None, train_loss: float, chars_per_s: float, lr: float) -> None: ...
+    def evaluation(self, record: EvalRecord, sample: str) -> None: ...
+    def message(self, text: str) -> None: ...
+    def reading(self, stage: str, done_bytes: int, total_bytes: int) -> None: ...
+    def end(self, summary: dict) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    progress: Progress
+    best_val_bpc: float
+    chars_per_s: float
+    metrics: list[dict] = field(default_factory=list)
+
+
+class StopFlag:
+    """Ctrl-C (SIGINT) or SIGTERM asks the loop to stop after the current step; a second one interrupts at once."""
+
+    SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
+
+    def __init__(self):
+        self.requested = ""
+        self._old: dict = {}
+
+    def __enter__(self):
+        for sig in self.SIGNALS:
+            with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = self.SIGNALS[signum]
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _rng_state(gen: torch.Generator) -> dict:
+    out = {"data": gen.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        out["cuda"] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def _set_rng_state(gen: torch.Generator, rng: dict) -> None:
+    gen.set_state(rng["data"])
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def _optimizer(model: CharRNN, weight_decay: float, lr: float, device: torch.device) -> torch.optim.AdamW:
+    """AdamW; weight decay on the recurrent and output matrices only (not embeddings, not biases)."""
+    def decays(name: str, p: torch.Tensor) -> bool:
+        return p.dim() >= 2 and not name.startswith("embed")
+
+    named = list(model.named_parameters())
+    groups = [
+        {"params": [p for n, p in named if decays(n, p)], "weight_decay": weight_decay},
+        {"params": [p for n, p in named if not decays(n, p)], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99), **({"fused": True} if device.type == "cuda" else {}))
+
+
+class Trainer:
+    """Trains one Run: the model, its optimizer and loss scaler, the data position and the run's records.
+
+    Under torchrun every rank holds a Trainer; rank 0 alone writes files, and every decision that
+    depends on a clock or a signal uses values the ranks agreed on (see agree()).
+    """
+
+    def __init__(self, run: Run, reporter: Reporter, world: World, sample_length: int = 200, plot: bool = False):
+        cfg, device = run.cfg, run.device
+        self.run, self.cfg, self.device, self.world, self.rep = run, cfg, device, world, reporter
+        self.sample_length, self.plot = sample_length, plot
+        self.vocab = Vocab(run.record["vocab"])
+        torch.manual_seed(cfg.seed)
+        self.gen = torch.Generator().manual_seed(cfg.seed)  # the data order's own generator
+        self.model = CharRNN(run.model_config).to(device)
+        if world.parallel:
+            torch.manual_seed(cfg.seed + 1 + world.rank)  # same initial weights, but each rank its own dropout masks
+        self.opt = _optimizer(self.model, cfg.weight_decay, cfg.lr, device)
+        self.amp_dtype = autocast_dtype(cfg.precision, device)
+        # fp16 needs its loss scaled so small gradients do not flush to zero; bf16 and fp32 do not.
+        self.scaler = torch.amp.GradScaler(device.type) if self.amp_dtype == torch.float16 else None
+        self.fwd = self._forward_module()
+        self.prog = Progress(elapsed=run.sizing_seconds)
+        self.metrics: list[dict] = []
+        self.carried: State | None = None
+        if run.prev is not None:
+            self._restore(run.prev)
+        streams = cfg.batch_size * world.size  # the world's streams; this rank owns a contiguous block of them
+        self.windows = Windows(run.corpus.train, streams, cfg.seq_len,
+                               slice(world.rank * cfg.batch_size, (world.rank + 1) * cfg.batch_size), device)
+        self.budget = Budget.of(cfg.steps, cfg.epochs, cfg.time_budget, cfg.patience, self.windows.steps_per_epoch)
+        self.cadence = Cadence.of(cfg.eval_every, self.budget, self.windows.steps_per_epoch)
+        self.schedule = get_schedule(cfg.schedule, cfg.lr, cfg.warmup, cfg.min_lr_frac)
+        self.window_chars = streams * cfg.seq_len
+        # The clock every decision reads: under torchrun the slowest rank's, agreed every SYNC_EVERY steps.
+        self.agreed_elapsed, self.agreed_stop = self.prog.elapsed, ""
+        self.timed_chars, self.timed_seconds = 0, 0.0
+        self.loss_sum, self.loss_steps = torch.zeros((), device=device), 0
+
+    def _forward_module(self):
+        """The module the training forward pass calls: DDP under torchrun, compiled on request. Its weights are
+        the model's: save and evaluate `model`."""
+        fwd = self.model
+        if self.world.parallel:
+            from torch.nn.parallel import DistributedDataParallel
+
+            fwd = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        return torch.compile(fwd) if self.cfg.compile else fwd
+
+    def _restore(self, prev: dict) -> None:
+        """Continue exactly where last.pt stopped: weights, optimizer, scaler, progress, RNGs, carried state."""
+        world = self.world
+        self.model.load_state_dict(prev["model"])
+        self.opt.load_state_dict(prev["optimizer"])
+        if self.scaler is not None and prev.get("scaler"):
+            self.scaler.load_state_dict(prev["scaler"])
+        self.prog = Progress(**prev["progress"])
+        self.prog.stopped = ""
+        self.metrics = list(prev.get("metrics", []))
+        saved_world = prev.get("world", 1)
+        if saved_world != world.size:
+            raise UsageError(f"--resume: the run was trained by {saved_world} process(es); resume it with as many "
+                             f"(torchrun --nproc_per_node={saved_world}), since each owns its streams' state")
+        _set_rng_state(self.gen, prev.get("rng_ranks", [prev["rng"]])[world.rank])
+        saved = prev.get("state")
+        if saved:
+            self.carried = self.model.cell.pack([s.to(self.device) for s in saved])
+            if world.parallel:  # the saved state holds every rank's streams
+                mine = torch.arange(world.rank * self.cfg.batch_size, (world.rank + 1) * self.cfg.batch_size,
+                                    device=self.device)
+                self.carried = select_state(self.carried, mine)
+
+    # -- the clock and the budget ------------------------------------------------------------
+
+    def clock(self) -> float:
+        return self.agreed_elapsed if self.world.parallel else self.prog.elapsed
+
+    def fraction(self) -> float | None:
+        return self.budget.fraction(self.prog.step, self.clock())
+
+    def lr(self) -> float:
+        return self.schedule.lr(self.prog.step, self.fraction(), self.prog.lr_scale)
+
+    def chars_per_s(self) -> float:
+        return self.timed_chars / self.timed_seconds if self.timed_seconds > 0 else 0.0
+
+    def stop_reason(self, stop: StopFlag) -> str:
+        requested = self.agreed_stop if self.world.parallel else stop.requested
+        return self.budget.stop_reason(self.prog.step, self.clock(), self.prog.bad_evals) or requested
+
+    # -- one step ----------------------------------------------------------------------------
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
+        """Forward from the carried state, backward, clip the global gradient norm, optimizer step; the loss (on device)."""
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        with autocast(self.device, self.amp_dtype):
+            logits, self.carried = self.fwd(x, self.carried)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+        self.opt.zero_grad(set_to_none=True)
+        params = self.model.parameters()
+        if self.scaler is None:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.clip)
+            self.opt.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.opt)  # clip the true gradients, not the scaled ones
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.clip)
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        self.carried = detach_state(self.carried)
+        return loss.detach()
+
+    def agree(self, stop: StopFlag) -> None:
+        """The host sync of every SYNC_EVERY steps: the mean training loss over all ranks and, under torchrun,
+        the slowest rank's clock and any rank's stop request, so that all ranks decide alike."""
+        total, count = dist_.all_sum(self.world, [float(self.loss_sum), self.loss_steps], self.device)
+        self.prog.train_loss = total / count
+        self.loss_sum.zero_()
+        self.loss_steps = 0
+        if self.world.parallel:
+            slowest, asked = dist_.all_max(self.world, [self.prog.elapsed, float(bool(stop.requested))], self.device)
+            self.agreed_elapsed = slowest
+            self.agreed_stop = stop.requested or ("interrupted" if asked else "")
+
+    # -- evaluation and checkpoints ------------------------------------------------------------
+
+    def validation_loss(self) -> Loss | None:
+        """The loss on the validation split (None without one), each rank scoring its shard."""
+        val = self.run.corpus.val
+        if len(val) < 2:
+            return None
+        mine = evaluate(self.model, val, self.device, max_chars=self.cfg.eval_chars, shard=(self.world.rank, self.world.size))
+        return Loss(*dist_.all_sum(self.world, [mine.nll, mine.count], self.device))
+
+    def evaluate_and_save(self) -> EvalRecord:
+        """Score the validation split, record it, save last.pt (and best.pt when it improved), show a sample."""
+        t0 = time.perf_counter()
+        p = self.prog
+        record = EvalRecord.make(step=p.step, epoch=p.epoch, chars_seen=p.chars_seen, elapsed=p.elapsed,
+                                 train_loss=p.train_loss, lr=self.lr(), chars_per_s=self.chars_per_s(),
+                                 val=self.validation_loss())
+        improved = record.val_loss is None or record.val_loss < p.best_val  # without validation, the newest is best
+        p.lr_scale = self.schedule.after_evaluation(improved, self.fraction(), p.lr_scale)
+        if improved:
+            p.best_val, p.best_step, p.bad_evals = (math.nan if record.val_loss is None else record.val_loss), p.step, 0
+        else:
+            p.bad_evals += 1
+        self.metrics.append(record.to_dict())
+        self._write_metrics(append=record)
+        snapshot = self.payload()
+        if improved:
+            self._save("best.pt", snapshot)
+        self._save("last.pt", snapshot)
+        if self.plot and self.world.main:
+            _draw_loss(self.run.out, self.metrics)
+        sample = self._sample() if self.sample_length and self.world.main else ""
+        p.elapsed += time.perf_counter() - t0
+        self.rep.evaluation(record, sample)
+        return record
+
+    def _sample(self) -> str:
+        from .sample import generate_text
+
+        return generate_text(self.model, self.vocab, prime="", length=self.sample_length, temperature=0.8,
+                             seed=self.cfg.seed, device=self.device)
+
+    def payload(self) -> dict:
+        """The checkpoint; a collective under torchrun (every rank's RNG and carried state go into it)."""
+        rngs = dist_.gather(self.world, _rng_state(self.gen))
+        carried = None if self.carried is None else [s.detach().cpu() for s in self.model.cell.unpack(self.carried)]
+        states = dist_.gather(self.world, carried)
+        state = None if states[0] is None else [torch.cat(parts, dim=1) for parts in zip(*states, strict=True)]
+        return dict(self.run.record, model=self.model.state_dict(), optimizer=self.opt.state_dict(),
+                    progress=asdict(self.prog), metrics=self.metrics, rng=rngs[0], rng_ranks=rngs, world=self.world.size,
+                    state=state, scaler=self.scaler.state_dict() if self.scaler is not None else None)
+
+    def _save(self, name: str, snapshot: dict) -> None:
+        if self.world.main:
+            ckpt_io.save_checkpoint(snapshot, self.run.out / name)
+
+    def _write_metrics(self, append: EvalRecord | None = None) -> None:
+        """metrics.jsonl: rewritten from the checkpoint's records at the start (a crash may have left lines
+        past last.pt), then one line appended per evaluation."""
+        if not self.world.main:
+            return
+        path = self.run.out / "metrics.jsonl"
+        if append is None:
+            path.write_text("".join(json.dumps(r) + "\n" for r in self.metrics))
+        else:
+            with open(path, "a") as f:
+                f.write(json.dumps(append.to_dict()) + "\n")
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Announce the run and make its directory; nothing is written before every check has passed."""
+        run, cfg = self.run, self.cfg
+        self.rep.start({
+            "device": str(self.device), "threads": torch.get_num_threads(),
+            "precision": str(self.amp_dtype or torch.float32).removeprefix("torch."),
+            "params": self.model.num_params(), "vocab_size": len(self.vocab), "train_chars": len(run.corpus.train),
+            "val_chars": len(run.corpus.val), "config": cfg, "model_config": run.model_config,
+            "steps_per_epoch": self.windows.steps_per_epoch, "horizon_steps": self.budget.steps,
+            "resumed_at": self.prog.step if run.prev is not None else None, "out": str(run.out),
+        })
+        if self.world.main:
+            make_run_dir(run.out)
+            self._write_metrics()
+
+    def fit(self) -> TrainResult:
+        """Train until the budget is spent, patience runs out, or a signal asks to stop; then record the end."""
+        self.start()
+        p = self.prog
+        last_eval = p.elapsed
+        self.model.train()
+        with StopFlag() as stop:
+            try:
+                while True:
+                    p.stopped = self.stop_reason(stop)
+                    if p.stopped:
+                        break
+                    t0 = time.perf_counter()
+                    xy, restarted = self.windows.next(p, self.gen)
+                    if restarted:
+                        self.carried = None  # the streams restart, so does their state
+                    lr = self.lr()
+                    self.loss_sum += self.train_step(xy[:, :-1], xy[:, 1:], lr)
+                    self.loss_steps += 1
+                    p.step, p.window, p.chars_seen = p.step + 1, p.window + 1, p.chars_seen + self.window_chars
+                    dt = time.perf_counter() - t0
+                    p.elapsed += dt
+                    if self.loss_steps >= SYNC_EVERY or p.step % self.cadence.steps == 0:  # same steps on every rank
+                        self.agree(stop)
+                    self.timed_chars, self.timed_seconds = self.timed_chars + self.window_chars, self.timed_seconds + dt
+                    self.rep.step(p, self.fraction(), p.train_loss, self.chars_per_s(), lr)
+                    if self.cadence.due(p.step, self.clock(), last_eval):
+                        self.evaluate_and_save()
+                        last_eval = self.clock()
+            except KeyboardInterrupt:
+                # A second Ctrl-C: leave at once. The step in flight may be half applied, so nothing
+                # more is written; best.pt and last.pt on disk are the last complete ones.
+                self.rep.close()
+                raise
+        return self.finish()
+
+    def finish(self) -> TrainResult:
+        """Evaluate and save the final state unless the last evaluation already did (or a signal stopped the
+        run, when only last.pt is written), and report the end."""
+        p = self.prog
+        if self.loss_steps:
+            total, count = dist_.all_sum(self.world, [float(self.loss_sum), self.loss_steps], self.device)
+            p.train_loss = total / count
+        if not self.metrics or self.metrics[-1]["step"] != p.step:
+            if p.step > 0 and p.stopped not in StopFlag.SIGNALS.values():
+                self.evaluate_and_save()
+            else:
+                self._save("last.pt", self.payload())
+        best_bpc = bits(p.best_val) if math.isfinite(p.best_val) else math.nan
+        result = TrainResult(self.run.out, p, best_bpc, self.chars_per_s(), self.metrics)
+        self.rep.end({"progress": p, "best_val_bpc": best_bpc, "chars_per_s": self.chars_per_s(), "out": str(self.run.out)})
+        return result
+
+
+def _draw_loss(out: Path, metrics: list[dict]) -> None:
+    """loss.png beside the checkpoints; quietly nothing when matplotlib is missing or the image cannot be written."""
+    from .plot import write_png
+
+    with contextlib.suppress(UsageError):
+        write_png([(out.name, metrics)], out / "loss.png")
