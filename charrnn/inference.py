@@ -10,6 +10,7 @@ import torch
 from .checkpoint import load_checkpoint
 from .data import Vocab
 from .errors import UsageError
+from .metrics import bits
 from .model import CharRNN, ModelConfig
 
 
@@ -44,7 +45,7 @@ def describe(ckpt: dict) -> list[tuple[str, str]]:
                      f"weight decay {tc['weight_decay']}, clip {tc['clip']}, seed {tc['seed']}; {budget}; "
                      f"validation: {'whole documents' if tc.get('whole_documents') else 'tail of each document'}"),
         ("progress", f"step {prog['step']:,}, epoch {prog['epoch']}, {prog['chars_seen']:,} chars seen"),
-        ("best val", f"{best:.4f} nats/char = {best / math.log(2):.4f} bpc at step {prog['best_step']:,}"
+        ("best val", f"{best:.4f} nats/char = {bits(best):.4f} bpc at step {prog['best_step']:,}"
                      if math.isfinite(best) else "none"),
         ("training time", f"{prog['elapsed']:.1f} s"),
         ("corpus", f"{', '.join(corpus['files'])}: {corpus['documents']} document(s), {corpus['chars']:,} chars "

@@ -80,15 +80,14 @@ class CharRNN(nn.Module):
         if self.training or (ids.shape[0] > SMALL_STEP_BATCH and ids.device.type != "cpu"):
             logits, state = self(ids[:, None], state)
             return logits[:, 0], state
-        parts = self.cell.unpack(state)
-        new: list[list[torch.Tensor]] = [[] for _ in parts]
-        x = ids
+        cell = self.cell
+        parts = cell.unpack(state)
+        x, layers = ids, []
         for layer, lw in enumerate(self._step_weights()):
-            out = self.cell.step(lw, x, [p[layer] for p in parts])
-            for done, part in zip(new, out, strict=True):
-                done.append(part)
+            out = cell.step(lw, x, [p[layer] for p in parts])  # this layer's new parts; out[0] is h
+            layers.append(out)
             x = out[0]
-        return self.head(x), self.cell.pack([torch.stack(done) for done in new])
+        return self.head(x), cell.pack([torch.stack(part) for part in zip(*layers, strict=True)])
 
     def _step_weights(self) -> list[dict[str, torch.Tensor]]:
         """Per layer, the weights step() uses (cells.Cell.layer_weights), rebuilt whenever a parameter

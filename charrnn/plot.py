@@ -11,11 +11,10 @@ import math
 from pathlib import Path
 
 from .errors import UsageError
+from .metrics import EvalRecord
 
-LN2 = math.log(2)
 
-
-def load_run(path: Path) -> tuple[str, list[dict]]:
+def load_run(path: Path) -> tuple[str, list[EvalRecord]]:
     """(name, evaluation records) of a run directory, or of the run holding a .pt file."""
     run = path.parent if path.suffix == ".pt" else path
     metrics = run / "metrics.jsonl"
@@ -24,25 +23,26 @@ def load_run(path: Path) -> tuple[str, list[dict]]:
     records = []
     for line in metrics.read_text(encoding="utf-8").splitlines():
         try:
-            records.append(json.loads(line))
-        except ValueError:
+            records.append(EvalRecord.from_dict(json.loads(line)))
+        except (ValueError, TypeError, AttributeError):
             raise UsageError(f"{metrics}: a line is not JSON; the file is damaged") from None
     if not records:
         raise UsageError(f"{metrics}: no evaluations yet; plot again after the first one")
     return run.name or str(run), records
 
 
-def _series(records: list[dict], key: str, x: str) -> tuple[list[float], list[float]]:
+def _series(records: list[EvalRecord], view: str, x: str) -> tuple[list[float], list[float]]:
+    """The (x, bpc) points of one view of the records ("val_bpc" or "train_bpc") where it is a number."""
     xs, ys = [], []
     for r in records:
-        v = r.get(key)
+        v = getattr(r, view)
         if v is not None and math.isfinite(v):
-            xs.append(r[x])
-            ys.append(v / LN2 if key == "train_loss" else v)
+            xs.append(getattr(r, x))
+            ys.append(v)
     return xs, ys
 
 
-def write_png(runs: list[tuple[str, list[dict]]], out: Path, width: int = 1000, height: int = 400) -> None:
+def write_png(runs: list[tuple[str, list[EvalRecord]]], out: Path, width: int = 1000, height: int = 400) -> None:
     """Two panels, bpc against characters seen and against minutes; solid validation, dashed training."""
     try:
         import matplotlib
@@ -59,7 +59,7 @@ def write_png(runs: list[tuple[str, list[dict]]], out: Path, width: int = 1000, 
         for ax, x, scale in ((axes[0], "chars_seen", 1e6), (axes[1], "elapsed", 60)):
             xs, ys = _series(records, "val_bpc", x)
             ax.plot([v / scale for v in xs], ys, color=c, marker="o", markersize=3, label=f"{name} val")
-            xs, ys = _series(records, "train_loss", x)
+            xs, ys = _series(records, "train_bpc", x)
             ax.plot([v / scale for v in xs], ys, color=c, linestyle="--", alpha=0.7, label=f"{name} train")
     axes[0].set_xlabel("characters seen (millions)")
     axes[1].set_xlabel("training time (minutes)")
@@ -83,7 +83,7 @@ MARKS = "●◆▲■✚✱"
 STYLES = ("cyan", "magenta", "yellow", "green", "red", "blue")
 
 
-def terminal_chart(runs: list[tuple[str, list[dict]]], width: int = 60, height: int = 12):
+def terminal_chart(runs: list[tuple[str, list[EvalRecord]]], width: int = 60, height: int = 12):
     """Validation bpc against characters seen as a rich Text chart, one mark and colour per run."""
     from rich.text import Text
 

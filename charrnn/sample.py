@@ -6,6 +6,7 @@ Several samples run as one batch; a stream that draws EOS leaves the batch.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -24,6 +25,9 @@ class Rule:
     tempered logits (B, V) before the softmax, or zero probabilities (B, V) after it. A new rule is a
     subclass listed in RULES, and its setting in config.SampleConfig (which makes the flag)."""
 
+    def active(self, cfg: SampleConfig) -> bool:
+        raise NotImplementedError
+
     def logits(self, logits: torch.Tensor, cfg: SampleConfig) -> torch.Tensor:
         return logits
 
@@ -34,8 +38,11 @@ class Rule:
 class TopK(Rule):
     """--top-k K: only the K likeliest characters."""
 
+    def active(self, cfg):
+        return cfg.top_k is not None
+
     def logits(self, logits, cfg):
-        if cfg.top_k is None or cfg.top_k >= logits.shape[-1]:
+        if cfg.top_k >= logits.shape[-1]:
             return logits
         kth = torch.topk(logits, cfg.top_k, dim=-1).values[:, -1:]
         return logits.masked_fill(logits < kth, -math.inf)
@@ -44,9 +51,10 @@ class TopK(Rule):
 class TopP(Rule):
     """--top-p P (nucleus): the smallest set of likeliest characters whose mass reaches P."""
 
+    def active(self, cfg):
+        return cfg.top_p is not None and cfg.top_p < 1
+
     def probs(self, probs, cfg):
-        if cfg.top_p is None or cfg.top_p >= 1:
-            return probs
         sorted_p, order = probs.sort(dim=-1, descending=True)
         # Drop a character when the mass before it already reaches top_p.
         drop = (sorted_p.cumsum(-1) - sorted_p) >= cfg.top_p
@@ -57,15 +65,22 @@ class TopP(Rule):
 RULES: tuple[Rule, ...] = (TopK(), TopP())
 
 
+@functools.lru_cache(maxsize=64)
+def active_rules(cfg: SampleConfig) -> tuple[Rule, ...]:
+    """The rules a config asks for, found once per config: next_ids runs once per character."""
+    return tuple(rule for rule in RULES if rule.active(cfg))
+
+
 def next_ids(logits: torch.Tensor, cfg: SampleConfig, generator: torch.Generator | None) -> torch.Tensor:
     """logits (B, V) -> drawn ids (B,): argmax with greedy, else a draw at the temperature after every RULES filter."""
     if cfg.greedy:
         return logits.argmax(dim=-1)
+    rules = active_rules(cfg)
     logits = logits.float() / cfg.temperature
-    for rule in RULES:
+    for rule in rules:
         logits = rule.logits(logits, cfg)
     probs = torch.softmax(logits, dim=-1)
-    for rule in RULES:
+    for rule in rules:
         probs = rule.probs(probs, cfg)
     # Inverse CDF: one uniform number per stream, where torch.multinomial costs several times more
     # per call on small batches (and sampling makes a call per character).

@@ -1,6 +1,6 @@
 """The training loop: a Trainer takes a prepared Run (runs.py) and trains it, one window at a time.
 
-    while nothing says stop (budget.py's reasons, Ctrl-C):
+    while nothing says stop (schedule.Budget's reasons, Ctrl-C):
         x, y  <- the next window of every stream (batching.Windows)
         lr    <- the schedule at this step and fraction of the budget
         loss  <- forward with the carried state, backward, clip, AdamW step   (train_step)
@@ -401,4 +401,4 @@ def _draw_loss(out: Path, metrics: list[dict]) -> None:
     from .plot import write_png
 
     with contextlib.suppress(UsageError):
-        write_png([(out.name, metrics)], out / "loss.png")
+        write_png([(out.name, [EvalRecord.from_dict(m) for m in metrics])], out / "loss.png")

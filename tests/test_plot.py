@@ -9,6 +9,7 @@ from test_cli import run
 from test_inspect import _on_a_terminal
 
 from charrnn.errors import UsageError
+from charrnn.metrics import EvalRecord
 from charrnn.plot import load_run, terminal_chart, write_png
 from charrnn.train import train
 
@@ -30,7 +31,8 @@ def test_png_has_the_promised_size_and_training_draws_one(tmp_path, corpus_text,
 
 
 def test_terminal_chart_marks_each_run():
-    records = [{"chars_seen": 1000 * i, "elapsed": i, "train_loss": 3.0 - i * 0.1, "val_bpc": 4.0 - i * 0.2} for i in range(1, 9)]
+    records = [EvalRecord(step=i, epoch=0, chars_seen=1000 * i, elapsed=i, train_loss=3.0 - i * 0.1, lr=1e-3,
+                          chars_per_s=1.0, val_loss=2.8 - i * 0.1, val_bpc=4.0 - i * 0.2) for i in range(1, 9)]
     text = terminal_chart([("a", records), ("b", records[:4])]).plain
     assert text.count("●") + text.count("◆") >= 8 and "a" in text and "characters seen" in text
 
