@@ -77,13 +77,15 @@ def train(
     set_threads(threads)
     world = from_env(cfg.device)  # under torchrun: join the other processes
     out_dir = out or Path("checkpoints") / ("stdin" if str(paths[0]) == "-" else paths[0].stem)
+    finished = False
     try:
         result = run_train(data, given, cfg, out_dir, sources=sources, resume=resume, force=force,
                            reporter=RichReporter(stderr_console(), quiet=quiet) if world.main else Reporter(),
                            sample_every_eval=sample_length, doc_mode={"lines": lines, "doc_sep": doc_sep}, world=world,
                            plot=plot)
+        finished = True
     finally:
-        shutdown(world)
+        shutdown(world, finished)
     stopped = result.progress.stopped
     if stopped in ("interrupted", "terminated"):
         if world.main:

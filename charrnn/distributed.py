@@ -11,6 +11,7 @@ process with N x B streams. Without torchrun this is a world of one and nothing 
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -67,8 +68,15 @@ def from_env(device_name: str) -> World:
     return world
 
 
-def shutdown(world: World) -> None:
+def shutdown(world: World, finished: bool = True) -> None:
+    """Leave the process group. After a normal end (`finished`) every rank first waits for the others, and
+    objects holding gloo work are freed while the interpreter is fully alive: a rank that tears its
+    group down while a peer still talks to it, or leaves gloo's threads to the interpreter's
+    finalisation, can abort with SIGABRT at exit."""
     if world.parallel and dist.is_initialized():
+        gc.collect()
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 
