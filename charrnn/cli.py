@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 
 from . import options as opt
-from .config import ModelConfig, SampleConfig, TrainConfig
+from .config import DynamicConfig, ModelConfig, SampleConfig, TrainConfig
 from .errors import command
 from .render import stderr_console
 
@@ -95,6 +95,7 @@ def train(
 
 @app.command()
 @command
+@opt.from_config(DynamicConfig, into="dyn")
 @opt.from_config(SampleConfig, into="cfg")
 def sample(
     checkpoint: Path | None = opt.checkpoint_option(),
@@ -111,10 +112,14 @@ def sample(
     device: str = opt.device_option("cpu"),
     threads: int | None = opt.threads_option(),
     quiet: bool = opt.quiet_option(),
+    adapt: bool = typer.Option(False, "--adapt", help="First let the model learn from the prime (dynamic evaluation "
+                               "over a long --prime-file), so the samples follow its style. The checkpoint is unchanged."),
     cfg: SampleConfig = None,
+    dyn: DynamicConfig = None,
 ):
     """Write new text: stream samples from a trained model to stdout."""
     from . import render
+    from .dynamic import adapted_to_prime
     from .sample import check_prime, complete_samples, generate, read_prime, resolve_seed, sample_filter
 
     cfg.validate()
@@ -124,6 +129,8 @@ def sample(
         prime = "".join(c for c in prime if c in vocab)
     check_prime(vocab, prime)
     cfg = replace(cfg, seed=resolve_seed(cfg.seed))
+    if adapt:
+        model = adapted_to_prime(model, vocab, prime, dyn)
     if not quiet:
         stderr_console().print(f"[dim]sampling from {path}, seed {cfg.seed}[/]")
     dev = model.head.weight.device
@@ -141,6 +148,7 @@ def sample(
 
 @app.command("eval")
 @command
+@opt.from_config(DynamicConfig, into="dyn")
 def eval_cmd(
     files: list[Path] = typer.Argument(..., help="Text files to score; '-' reads standard input.", show_default=False),
     checkpoint: Path | None = opt.checkpoint_option(),
@@ -151,28 +159,34 @@ def eval_cmd(
     doc_sep: str | None = typer.Option(None, help="Documents are separated by lines holding only SEP. (default: as trained)"),
     encoding: str = opt.encoding_option(),
     errors: str = opt.errors_option(),
+    dynamic: bool = opt.dynamic_option(),
+    dyn: DynamicConfig = None,
 ):
     """Score text: nats/char, bits/char and perplexity of the model on each file and overall."""
     from . import render
     from .data import read_inputs
+    from .dynamic import dynamic_evaluate
     from .evaluation import evaluate, files_as_streams
+    from .metrics import Loss
 
     _, model, vocab, ckpt = _model(checkpoint, device, threads)
     if lines is None and doc_sep is None:  # cut text into documents as the training corpus was
         lines, doc_sep = bool(ckpt["corpus"].get("lines")), ckpt["corpus"].get("doc_sep")
     streams = files_as_streams(read_inputs(files, encoding, errors), vocab, bool(lines), doc_sep)
-    render.eval_header(json_out)
-    total = None
+    render.eval_header(json_out, dynamic)
+    total, total_dyn = Loss(), Loss()
     for name, ids in streams:
         loss = evaluate(model, ids, model.head.weight.device)
-        total = loss if total is None else total + loss
-        render.eval_row(name, loss, json_out)
+        dyn_loss = dynamic_evaluate(model, ids, dyn) if dynamic else None
+        total, total_dyn = total + loss, total_dyn + (dyn_loss or Loss())
+        render.eval_row(name, loss, json_out, dyn_loss)
     if len(streams) > 1:
-        render.eval_row("(all)", total, json_out)
+        render.eval_row("(all)", total, json_out, total_dyn if dynamic else None)
 
 
 @app.command()
 @command
+@opt.from_config(DynamicConfig, into="dyn")
 def score(
     source: Path = typer.Argument(Path("-"), help="Text to score, one document per line; '-' (default) reads stdin."),
     checkpoint: Path | None = opt.checkpoint_option(),
@@ -182,16 +196,21 @@ def score(
     errors: str = opt.errors_option(),
     device: str = opt.device_option("cpu"),
     threads: int | None = opt.threads_option(),
+    dynamic: bool = opt.dynamic_option(" Documents are read in order; each adapts the model for the next."),
+    dyn: DynamicConfig = None,
 ):
     """Score each line (or document) by how typical it is: bits per character, EOS included. Sort with sort -g."""
     from . import render
-    from .data import read_text, split_text
+    from .data import document_stream, read_text, split_text
+    from .dynamic import Adapter
     from .evaluation import score_documents
 
     _, model, vocab, _ = _model(checkpoint, device, threads)
     docs = split_text(read_text(source, encoding=encoding, errors=errors), lines=doc_sep is None, doc_sep=doc_sep)
+    adapter = Adapter(model, dyn) if dynamic else None
     for doc, loss in zip(docs, score_documents(model, vocab, docs, model.head.weight.device), strict=True):
-        render.score_row(doc, loss, vocab.missing(doc) if loss is None else [], json_out)
+        dyn_loss = adapter.document(document_stream([doc], vocab)) if adapter is not None and loss is not None else None
+        render.score_row(doc, loss, vocab.missing(doc) if loss is None else [], json_out, dyn_loss, dynamic)
 
 
 @app.command()

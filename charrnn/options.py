@@ -44,6 +44,11 @@ def quiet_option(help: str = "Nothing on stderr but errors."):
     return typer.Option(False, "--quiet", "-q", help=help)
 
 
+def dynamic_option(more: str = ""):
+    return typer.Option(False, "--dynamic", help="Also score by dynamic evaluation: the model keeps learning from the "
+                        "text as it reads it (a copy; the checkpoint is unchanged), reported beside the static figure." + more)
+
+
 SHARED = {"device": device_option}  # config fields that use a shared definition (config.setting(shared=...))
 
 

@@ -99,30 +99,41 @@ def write_whole_samples(samples: Iterable[tuple[str, bool]], prime: str, seed: i
 
 # -- eval and score -----------------------------------------------------------------------------
 
-def eval_header(as_json: bool) -> None:
+def eval_header(as_json: bool, dynamic: bool = False) -> None:
     if not as_json:
-        print("file\tnats/char\tbpc\tperplexity\tscored")
+        print("file\tnats/char\tbpc\tperplexity\tscored" + ("\tdynamic nats/char\tdynamic bpc" if dynamic else ""))
 
 
-def eval_row(name: str, loss: Loss, as_json: bool) -> None:
+def eval_row(name: str, loss: Loss, as_json: bool, dynamic: Loss | None = None) -> None:
+    """One file's static loss (the headline) and, with --dynamic, its dynamic-evaluation loss beside it."""
     m = loss.nats
     if as_json:
-        print(json.dumps({"file": name, "nats_per_char": round(m, 6), "bpc": round(loss.bpc, 6),
-                          "perplexity": round(loss.perplexity, 6), "scored": loss.count}), flush=True)
+        record = {"file": name, "nats_per_char": round(m, 6), "bpc": round(loss.bpc, 6),
+                  "perplexity": round(loss.perplexity, 6), "scored": loss.count}
+        if dynamic is not None:
+            record.update(dynamic_nats_per_char=round(dynamic.nats, 6), dynamic_bpc=round(dynamic.bpc, 6))
+        print(json.dumps(record), flush=True)
     else:
-        print(f"{name}\t{m:.4f}\t{loss.bpc:.4f}\t{loss.perplexity:.3f}\t{loss.count}", flush=True)
+        extra = f"\t{dynamic.nats:.4f}\t{dynamic.bpc:.4f}" if dynamic is not None else ""
+        print(f"{name}\t{m:.4f}\t{loss.bpc:.4f}\t{loss.perplexity:.3f}\t{loss.count}{extra}", flush=True)
 
 
-def score_row(doc: str, loss: Loss | None, unknown: list[str], as_json: bool) -> None:
-    """One document's score: bpc (inf for a document with unknown characters) and the text."""
+def score_row(doc: str, loss: Loss | None, unknown: list[str], as_json: bool, dynamic: Loss | None = None,
+              show_dynamic: bool = False) -> None:
+    """One document's score: bpc (inf for a document with unknown characters), with --dynamic the
+    dynamic-evaluation bpc beside it, and the text."""
     if as_json:
         record = {"text": doc, "bpc": None if loss is None else round(loss.bpc, 5),
                   "logprob": None if loss is None else round(-loss.nll, 5), "predictions": len(doc) + 1}
+        if show_dynamic:
+            record["dynamic_bpc"] = None if dynamic is None else round(dynamic.bpc, 5)
         if loss is None:
             record["unknown"] = unknown
         print(json.dumps(record, ensure_ascii=False))
     else:
-        print(f"{loss.bpc if loss is not None else float('inf'):.4f}\t{doc}")
+        inf = float("inf")
+        extra = f"{dynamic.bpc if dynamic is not None else inf:.4f}\t" if show_dynamic else ""
+        print(f"{loss.bpc if loss is not None else inf:.4f}\t{extra}{doc}")
 
 
 # -- inspect ------------------------------------------------------------------------------------

@@ -260,3 +260,33 @@ def test_no_colour_or_bars_when_stderr_is_not_a_terminal(names_run):
     quiet = run("train", "-", "--lines", "--out", "plain2", "--steps", "4", "--hidden", "16", "--quiet",
                 cwd=names_run, input="Ann\nBob\nCyd\nDee\n" * 20)
     assert quiet.returncode == 0 and "step 2 " not in quiet.stderr and "done" in quiet.stderr
+
+
+def test_dynamic_evaluation_beside_the_static_figures(workdir):
+    (workdir / "again.txt").write_text((workdir / "play.txt").read_text(encoding="utf-8")[:3000] * 2, encoding="utf-8")
+    r = run("eval", "again.txt", "--dynamic", cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    header, row = r.stdout.splitlines()
+    assert header.endswith("dynamic nats/char\tdynamic bpc")
+    fields = row.split("\t")
+    assert float(fields[5]) < float(fields[1])  # the second copy is learned from the first
+    plain = run("eval", "again.txt", cwd=workdir)
+    assert plain.stdout.splitlines()[1] == "\t".join(fields[:5])  # the static figure is unchanged
+    j = run("eval", "again.txt", "--dynamic", "--json", "--dynamic-rule", "sgd", "--dynamic-lr", "0.1", cwd=workdir)
+    record = json.loads(j.stdout)
+    assert record["dynamic_bpc"] < record["bpc"] and "dynamic_nats_per_char" in record
+    bad = run("eval", "again.txt", "--dynamic", "--dynamic-rule", "adam", cwd=workdir)
+    assert bad.returncode == 2 and "--dynamic-rule 'adam' is not known" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_score_dynamic_and_sample_adapt(workdir):
+    r = run("score", "--dynamic", "--json", cwd=workdir, input="ROMEO\nROMEO\nROMEO\n")
+    rows = [json.loads(x) for x in r.stdout.splitlines()]
+    assert rows[0]["dynamic_bpc"] == pytest.approx(rows[0]["bpc"], abs=1e-4)  # nothing learned before the first
+    assert rows[2]["dynamic_bpc"] < rows[2]["bpc"]
+    args = ("sample", "--prime-file", "play.txt", "--length", "80", "--seed", "5", "-q")
+    adapted, plain = run(*args, "--adapt", cwd=workdir), run(*args, cwd=workdir)
+    assert adapted.returncode == 0, adapted.stderr
+    assert adapted.stdout != plain.stdout and adapted.stdout.startswith(plain.stdout[:1000])
+    none = run("sample", "--adapt", "-q", cwd=workdir)
+    assert none.returncode == 2 and "--adapt learns from the prime" in none.stderr

@@ -1,0 +1,119 @@
+"""Dynamic evaluation (Krause et al., "Dynamic Evaluation of Neural Sequence Models", 2018): the model
+keeps learning from the text it reads.
+
+The text is read one segment at a time with the state carried; each segment is scored first and
+only then used for a gradient step, so every character is predicted by weights that have seen only
+the text before it. The steps change a copy of the weights: the checkpoint is never touched. An
+update rule is one class (SGD, RMS); the rule's state starts afresh for every text.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import DynamicConfig
+from .data import EOS, Vocab
+from .errors import UsageError
+from .metrics import Loss
+from .model import CharRNN, detach_state
+
+
+class SGD:
+    """theta <- theta - lr * g, then a pull of `decay` toward the trained weights theta0."""
+
+    def __init__(self, params: list[torch.Tensor], cfg: DynamicConfig):
+        self.params, self.cfg = params, cfg
+        self.origin = [p.detach().clone() for p in params]
+
+    def direction(self, i: int, g: torch.Tensor) -> torch.Tensor:
+        return g
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for i, (p, p0) in enumerate(zip(self.params, self.origin, strict=True)):
+            if p.grad is not None:
+                p.sub_(self.direction(i, p.grad), alpha=self.cfg.lr)
+            p.add_(p0 - p, alpha=self.cfg.decay)
+            p.grad = None
+
+
+class RMS(SGD):
+    """The gradient divided by a running root mean square of the gradients seen so far in this text
+    (bias-corrected), so that every weight moves at a comparable rate, as in the paper's RMS rule;
+    the mean square comes from text already scored, never from text ahead."""
+
+    BETA, EPS = 0.99, 1e-8
+
+    def __init__(self, params, cfg):
+        super().__init__(params, cfg)
+        self.ms = [torch.zeros_like(p) for p in params]
+        self.t = 0
+
+    def direction(self, i, g):
+        if i == 0:
+            self.t += 1
+        self.ms[i].mul_(self.BETA).addcmul_(g, g, value=1 - self.BETA)
+        return g / (self.ms[i].div(1 - self.BETA**self.t).sqrt_().add_(self.EPS))
+
+
+RULES = {"sgd": SGD, "rms": RMS}
+
+
+class Adapter:
+    """A copy of a model that adapts to the text it scores: feed() it ids, one stretch after another."""
+
+    def __init__(self, model: CharRNN, cfg: DynamicConfig):
+        if cfg.rule not in RULES:
+            raise UsageError(f"--dynamic-rule {cfg.rule!r} is not known; use {', '.join(RULES)}")
+        if cfg.segment < 1 or not (cfg.lr > 0 and math.isfinite(cfg.lr)) or not 0 <= cfg.decay < 1:
+            raise UsageError("--dynamic-segment must be >= 1, --dynamic-lr > 0 and --dynamic-decay in [0, 1)")
+        device = model.head.weight.device
+        # Dropout off, in train mode: cuDNN's RNN backward runs only in train mode.
+        self.model = CharRNN(replace(model.config, dropout=0.0)).to(device)
+        self.model.load_state_dict(copy.deepcopy(model.state_dict()))
+        self.model.train()
+        self.cfg, self.device = cfg, device
+        self.rule = RULES[cfg.rule](list(self.model.parameters()), cfg)
+        self.state = None
+
+    def feed(self, ids: np.ndarray) -> Loss:
+        """Score ids[1:] given ids[0] and everything fed before (the carried state), adapting after each segment."""
+        total, n = 0.0, len(ids) - 1
+        for s in range(0, n, self.cfg.segment):
+            e = min(n, s + self.cfg.segment)
+            x = torch.from_numpy(np.asarray(ids[s:e], dtype=np.int64)).to(self.device)[None]
+            y = torch.from_numpy(np.asarray(ids[s + 1 : e + 1], dtype=np.int64)).to(self.device)
+            with torch.enable_grad():
+                logits, state = self.model(x, self.state)
+                nll = F.cross_entropy(logits[0].float(), y, reduction="sum")
+                (nll / (e - s)).backward()
+            total += float(nll.detach())
+            self.rule.step()
+            self.state = detach_state(state)
+        return Loss(total, n)
+
+
+    def document(self, ids: np.ndarray) -> Loss:
+        """Score one document (EOS, its ids, EOS) from a fresh state, adapting; the weights carry over."""
+        self.state = None
+        return self.feed(ids)
+
+
+def dynamic_evaluate(model: CharRNN, ids: np.ndarray, cfg: DynamicConfig) -> Loss:
+    """The loss of ids[1:] under dynamic evaluation (one pass, state carried, weights adapting)."""
+    return Adapter(model, cfg).feed(ids)
+
+
+def adapted_to_prime(model: CharRNN, vocab: Vocab, prime: str, cfg: DynamicConfig) -> CharRNN:
+    """A copy of the model adapted to the prime (read as the start of a document), in eval mode, for sampling."""
+    if len(prime) < 2:
+        raise UsageError("--adapt learns from the prime: give one with --prime or --prime-file (the longer, the more it adapts)")
+    adapter = Adapter(model, cfg)
+    adapter.feed(np.concatenate([[EOS], vocab.encode(prime)]))
+    return adapter.model.eval()
