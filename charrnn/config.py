@@ -84,6 +84,8 @@ class TrainConfig:
     schedule: str = setting("cosine", "Learning-rate schedule.", choices=SCHEDULES)
     weight_decay: float = setting(0.01, "AdamW weight decay on matrices.")
     clip: float = setting(1.0, "Clip the global gradient norm to this.")
+    ema: float = setting(0.0, "Also keep an exponential moving average of the weights with this decay per step "
+                         "(0.999, say; 0: off), evaluated beside them: best.pt takes whichever scores better.")
     epochs: float | None = setting(None, "Stop after this many passes over the data.")
     steps: int | None = setting(None, "Stop after this many steps.")
     time_budget: float | None = setting(None, "Stop after this much time (evaluations included): 90s, 10m, 2h.",

@@ -46,7 +46,7 @@ def describe(ckpt: dict) -> list[tuple[str, str]]:
                      f"validation: {'whole documents' if tc.get('whole_documents') else 'tail of each document'}"),
         ("progress", f"step {prog['step']:,}, epoch {prog['epoch']}, {prog['chars_seen']:,} chars seen"),
         ("best val", f"{best:.4f} nats/char = {bits(best):.4f} bpc at step {prog['best_step']:,}"
-                     if math.isfinite(best) else "none"),
+                     + (" (averaged weights, --ema)" if ckpt.get("averaged") else "") if math.isfinite(best) else "none"),
         ("training time", f"{prog['elapsed']:.1f} s"),
         ("corpus", f"{', '.join(corpus['files'])}: {corpus['documents']} document(s), {corpus['chars']:,} chars "
                    f"({corpus['train_chars']:,} train, {corpus['val_chars']:,} validation)"),

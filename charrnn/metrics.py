@@ -58,16 +58,29 @@ class EvalRecord:
     chars_per_s: float
     val_loss: float | None = None
     val_bpc: float | None = None
+    ema_val_loss: float | None = None  # the averaged weights' validation loss (--ema)
 
     @classmethod
     def make(cls, *, step: int, epoch: int, chars_seen: int, elapsed: float, train_loss: float, lr: float,
-             chars_per_s: float, val: Loss | None) -> EvalRecord:
+             chars_per_s: float, val: Loss | None, ema_val: Loss | None = None) -> EvalRecord:
         return cls(step=step, epoch=epoch, chars_seen=chars_seen, elapsed=round(elapsed, 3),
                    train_loss=round(train_loss, 5), lr=lr, chars_per_s=round(chars_per_s, 1),
-                   val_loss=None if val is None else round(val.nats, 5), val_bpc=None if val is None else round(val.bpc, 5))
+                   val_loss=None if val is None else round(val.nats, 5), val_bpc=None if val is None else round(val.bpc, 5),
+                   ema_val_loss=None if ema_val is None else round(ema_val.nats, 5))
+
+    @property
+    def best_val_loss(self) -> float | None:
+        """The better of the raw and the averaged weights' validation loss (None without validation)."""
+        losses = [v for v in (self.val_loss, self.ema_val_loss) if v is not None]
+        return min(losses) if losses else None
+
+    @property
+    def ema_is_better(self) -> bool:
+        return self.ema_val_loss is not None and self.val_loss is not None and self.ema_val_loss < self.val_loss
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None or k not in ("val_loss", "val_bpc")}
+        """The record without its absent parts (no validation, no averaging)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
     @classmethod
     def from_dict(cls, d: dict) -> EvalRecord:

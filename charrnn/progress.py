@@ -116,6 +116,8 @@ class RichReporter(Reporter):
             return
         val = "no validation" if record.val_loss is None else \
             f"val {record.val_loss:.4f} nats/char = {record.val_bpc:.4f} bpc"
+        if record.ema_val_loss is not None:
+            val += f", averaged {record.ema_val_loss:.4f}"
         self.console.print(
             f"[bold]step {record.step:,}[/] ({fmt_count(record.chars_seen)} chars, {record.elapsed:.0f}s)  "
             f"train {record.train_loss:.4f}  [green]{val}[/]  lr {record.lr:.2e}",

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from . import checkpoint as ckpt_io
 from . import distributed as dist_
+from .averaging import WeightAverage
 from .batching import Windows
 from .data import Vocab
 from .distributed import World
@@ -153,6 +154,7 @@ class Trainer:
         # fp16 needs its loss scaled so small gradients do not flush to zero; bf16 and fp32 do not.
         self.scaler = torch.amp.GradScaler(device.type) if self.amp_dtype == torch.float16 else None
         self.fwd = self._forward_module()
+        self.average = WeightAverage(self.model, cfg.ema) if cfg.ema else None
         self.prog = Progress(elapsed=run.sizing_seconds)
         self.metrics: list[dict] = []
         self.carried: State | None = None
@@ -190,6 +192,8 @@ class Trainer:
         self.prog = Progress(**prev["progress"])
         self.prog.stopped = ""
         self.metrics = list(prev.get("metrics", []))
+        if self.average is not None and prev.get("ema"):
+            self.average.load_state_dict(prev["ema"])
         saved_world = prev.get("world", 1)
         if saved_world != world.size:
             raise UsageError(f"--resume: the run was trained by {saved_world} process(es); resume it with as many "
@@ -242,6 +246,8 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(params, self.cfg.clip)
             self.scaler.step(self.opt)
             self.scaler.update()
+        if self.average is not None:
+            self.average.update()
         self.carried = detach_state(self.carried)
         return loss.detach()
 
@@ -273,17 +279,21 @@ class Trainer:
         p = self.prog
         record = EvalRecord.make(step=p.step, epoch=p.epoch, chars_seen=p.chars_seen, elapsed=p.elapsed,
                                  train_loss=p.train_loss, lr=self.lr(), chars_per_s=self.chars_per_s(),
-                                 val=self.validation_loss())
-        improved = record.val_loss is None or record.val_loss < p.best_val  # without validation, the newest is best
+                                 val=self.validation_loss(), ema_val=self._averaged_validation_loss())
+        best = record.best_val_loss
+        improved = best is None or best < p.best_val  # without validation, the newest is best
         p.lr_scale = self.schedule.after_evaluation(improved, self.fraction(), p.lr_scale)
         if improved:
-            p.best_val, p.best_step, p.bad_evals = (math.nan if record.val_loss is None else record.val_loss), p.step, 0
+            p.best_val, p.best_step, p.bad_evals = (math.nan if best is None else best), p.step, 0
         else:
             p.bad_evals += 1
         self.metrics.append(record.to_dict())
         self._write_metrics(append=record)
         snapshot = self.payload()
-        if improved:
+        if improved and record.ema_is_better:
+            with self.average.swapped_in():  # best.pt holds the averaged weights; last.pt the trained ones
+                self._save("best.pt", dict(snapshot, model=self.model.state_dict(), averaged=True))
+        elif improved:
             self._save("best.pt", snapshot)
         self._save("last.pt", snapshot)
         if self.plot and self.world.main:
@@ -292,6 +302,12 @@ class Trainer:
         p.elapsed += time.perf_counter() - t0
         self.rep.evaluation(record, sample)
         return record
+
+    def _averaged_validation_loss(self) -> Loss | None:
+        if self.average is None:
+            return None
+        with self.average.swapped_in():
+            return self.validation_loss()
 
     def _sample(self) -> str:
         from .sample import generate_text
@@ -307,7 +323,8 @@ class Trainer:
         state = None if states[0] is None else [torch.cat(parts, dim=1) for parts in zip(*states, strict=True)]
         return dict(self.run.record, model=self.model.state_dict(), optimizer=self.opt.state_dict(),
                     progress=asdict(self.prog), metrics=self.metrics, rng=rngs[0], rng_ranks=rngs, world=self.world.size,
-                    state=state, scaler=self.scaler.state_dict() if self.scaler is not None else None)
+                    state=state, scaler=self.scaler.state_dict() if self.scaler is not None else None,
+                    ema=self.average.state_dict() if self.average is not None else None)
 
     def _save(self, name: str, snapshot: dict) -> None:
         if self.world.main:
