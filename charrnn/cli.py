@@ -165,10 +165,12 @@ def eval_cmd(
     """Score text: nats/char, bits/char and perplexity of the model on each file and overall."""
     from . import render
     from .data import read_inputs
-    from .dynamic import dynamic_evaluate
+    from .dynamic import check, dynamic_evaluate
     from .evaluation import evaluate, files_as_streams
     from .metrics import Loss
 
+    if dynamic:
+        check(dyn)  # before anything is printed
     _, model, vocab, ckpt = _model(checkpoint, device, threads)
     if lines is None and doc_sep is None:  # cut text into documents as the training corpus was
         lines, doc_sep = bool(ckpt["corpus"].get("lines")), ckpt["corpus"].get("doc_sep")

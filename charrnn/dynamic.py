@@ -9,7 +9,6 @@ update rule is one class (SGD, RMS); the rule's state starts afresh for every te
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import replace
 
@@ -39,7 +38,8 @@ class SGD:
         for i, (p, p0) in enumerate(zip(self.params, self.origin, strict=True)):
             if p.grad is not None:
                 p.sub_(self.direction(i, p.grad), alpha=self.cfg.lr)
-            p.add_(p0 - p, alpha=self.cfg.decay)
+            if self.cfg.decay:
+                p.lerp_(p0, self.cfg.decay)
             p.grad = None
 
 
@@ -65,18 +65,23 @@ class RMS(SGD):
 RULES = {"sgd": SGD, "rms": RMS}
 
 
+def check(cfg: DynamicConfig) -> None:
+    """Refuse settings that cannot work, before anything is scored or printed."""
+    if cfg.rule not in RULES:
+        raise UsageError(f"--dynamic-rule {cfg.rule!r} is not known; use {', '.join(RULES)}")
+    if cfg.segment < 1 or not (cfg.lr > 0 and math.isfinite(cfg.lr)) or not 0 <= cfg.decay < 1:
+        raise UsageError("--dynamic-segment must be >= 1, --dynamic-lr > 0 and --dynamic-decay in [0, 1)")
+
+
 class Adapter:
     """A copy of a model that adapts to the text it scores: feed() it ids, one stretch after another."""
 
     def __init__(self, model: CharRNN, cfg: DynamicConfig):
-        if cfg.rule not in RULES:
-            raise UsageError(f"--dynamic-rule {cfg.rule!r} is not known; use {', '.join(RULES)}")
-        if cfg.segment < 1 or not (cfg.lr > 0 and math.isfinite(cfg.lr)) or not 0 <= cfg.decay < 1:
-            raise UsageError("--dynamic-segment must be >= 1, --dynamic-lr > 0 and --dynamic-decay in [0, 1)")
+        check(cfg)
         device = model.head.weight.device
         # Dropout off, in train mode: cuDNN's RNN backward runs only in train mode.
         self.model = CharRNN(replace(model.config, dropout=0.0)).to(device)
-        self.model.load_state_dict(copy.deepcopy(model.state_dict()))
+        self.model.load_state_dict(model.state_dict())  # copies the values: the two models share nothing
         self.model.train()
         self.cfg, self.device = cfg, device
         self.rule = RULES[cfg.rule](list(self.model.parameters()), cfg)
@@ -97,7 +102,6 @@ class Adapter:
             self.rule.step()
             self.state = detach_state(state)
         return Loss(total, n)
-
 
     def document(self, ids: np.ndarray) -> Loss:
         """Score one document (EOS, its ids, EOS) from a fresh state, adapting; the weights carry over."""

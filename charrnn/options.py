@@ -52,6 +52,11 @@ def dynamic_option(more: str = ""):
 SHARED = {"device": device_option}  # config fields that use a shared definition (config.setting(shared=...))
 
 
+def _flag(f: Field) -> str:
+    """The option's name: the first of the field's flags, else --field-name."""
+    return (f.metadata["flags"] or (f"--{f.name.replace('_', '-')}",))[0]
+
+
 def _option(f: Field, given_only: bool):
     """The typer option of one config field. given_only: default None, so the command sees only the flags given."""
     m = f.metadata
@@ -63,8 +68,7 @@ def _option(f: Field, given_only: bool):
         help += f" One of: {', '.join(m['choices'])}."
     if given_only:
         help += f" (default: {f.default})"
-    flags = m["flags"] or (f"--{f.name.replace('_', '-')}",)
-    return typer.Option(default, *flags, help=help, show_default=not given_only)
+    return typer.Option(default, *(m["flags"] or (_flag(f),)), help=help, show_default=not given_only)
 
 
 def _cli_type(cls: type, f: Field, given_only: bool):
@@ -99,8 +103,7 @@ def from_config(cls: type, into: str, given_only: bool = False):
             for f in cli_fields:
                 choices = f.metadata["choices"]
                 if choices is not None and values[f.name] is not None and values[f.name] not in choices:
-                    flag = f"--{f.name.replace('_', '-')}"
-                    raise UsageError(f"{flag} {values[f.name]!r} is not known; use {', '.join(choices)}")
+                    raise UsageError(f"{_flag(f)} {values[f.name]!r} is not known; use {', '.join(choices)}")
             given = {k: v for k, v in values.items() if v is not None}
             kwargs[into] = given if given_only else cls(**values)
             return fn(*args, **kwargs)

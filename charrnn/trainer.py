@@ -254,14 +254,18 @@ class Trainer:
     def agree(self, stop: StopFlag) -> None:
         """The host sync of every SYNC_EVERY steps: the mean training loss over all ranks and, under torchrun,
         the slowest rank's clock and any rank's stop request, so that all ranks decide alike."""
-        total, count = dist_.all_sum(self.world, [float(self.loss_sum), self.loss_steps], self.device)
-        self.prog.train_loss = total / count
-        self.loss_sum.zero_()
-        self.loss_steps = 0
+        self._reduce_train_loss()
         if self.world.parallel:
             slowest, asked = dist_.all_max(self.world, [self.prog.elapsed, float(bool(stop.requested))], self.device)
             self.agreed_elapsed = slowest
             self.agreed_stop = stop.requested or ("interrupted" if asked else "")
+
+    def _reduce_train_loss(self) -> None:
+        """The mean loss of the steps since the last sync, over all ranks, into Progress (a host sync)."""
+        total, count = dist_.all_sum(self.world, [float(self.loss_sum), self.loss_steps], self.device)
+        self.prog.train_loss = total / count
+        self.loss_sum.zero_()
+        self.loss_steps = 0
 
     # -- evaluation and checkpoints ------------------------------------------------------------
 
@@ -400,8 +404,7 @@ class Trainer:
         run, when only last.pt is written), and report the end."""
         p = self.prog
         if self.loss_steps:
-            total, count = dist_.all_sum(self.world, [float(self.loss_sum), self.loss_steps], self.device)
-            p.train_loss = total / count
+            self._reduce_train_loss()
         if not self.metrics or self.metrics[-1]["step"] != p.step:
             if p.step > 0 and p.stopped not in StopFlag.SIGNALS.values():
                 self.evaluate_and_save()

@@ -277,6 +277,7 @@ def test_dynamic_evaluation_beside_the_static_figures(workdir):
     assert record["dynamic_bpc"] < record["bpc"] and "dynamic_nats_per_char" in record
     bad = run("eval", "again.txt", "--dynamic", "--dynamic-rule", "adam", cwd=workdir)
     assert bad.returncode == 2 and "--dynamic-rule 'adam' is not known" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.stdout == ""  # refused before the table starts
 
 
 def test_score_dynamic_and_sample_adapt(workdir):
