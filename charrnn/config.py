@@ -90,7 +90,8 @@ class TrainConfig:
     steps: int | None = setting(None, "Stop after this many steps.")
     time_budget: float | None = setting(None, "Stop after this much time (evaluations included): 90s, 10m, 2h.",
                                         flags=("--time",), parse=parse_duration, cli_type=str)
-    patience: int = setting(4, "Without a budget: stop after this many evaluations without improvement.")
+    patience: int = setting(4, "Stop after this many evaluations without improvement: without a budget, or early "
+                            "in a --time budget, whose rest would only overfit (0: never).")
     val_frac: float = setting(0.1, "Fraction held out from the end of each document for validation.")
     max_vocab: int = setting(20_000, "Refuse corpora with more distinct characters than this.")
     # Hold out whole documents (line/document corpora), not each one's tail: follows --lines/--doc-sep.

@@ -135,11 +135,17 @@ class RichReporter(Reporter):
             self.bar.stop()
             self.bar = None
 
+    def _early_stop(self, p) -> str:
+        share = f" at {p.elapsed / self.time_budget:.0%} of the time budget" if self.time_budget else ""
+        return (f"stopped early{share}: validation has not improved for {p.bad_evals} evaluations, so the rest "
+                f"would only fit the training text closer; kept the best model (--patience 0 spends it all)")
+
     def end(self, summary: dict) -> None:
         self.close()
         p = summary["progress"]
         why = {"budget": "budget reached", "time": "time budget reached", "patience": "validation stopped improving",
-               "cap": f"reached the cap of {p.epoch} epochs", "interrupted": "interrupted"}.get(p.stopped, p.stopped)
+               "cap": f"reached the cap of {p.epoch} epochs", "interrupted": "interrupted",
+               "early": self._early_stop(p)}.get(p.stopped, p.stopped)
         best = "no validation"
         if not math.isnan(summary["best_val_bpc"]):
             best = f"best val {summary['best_val_bpc']:.4f} bpc at step {p.best_step:,}"

@@ -61,7 +61,8 @@ def set_up(docs: list[str] | TextFiles, model_cfg: dict, cfg: TrainConfig, out: 
     t0 = time.perf_counter()
     if model_config is None:  # measured speeds differ between processes: rank 0 chooses for all
         if world.main:
-            model_config = new_model_config(model_cfg, len(split.vocab), len(split.train), cfg, device, rep)
+            model_config = new_model_config(model_cfg, len(split.vocab), len(split.train), cfg, device, rep,
+                                            world.size)
         model_config = dist_.from_main(world, model_config)
     if isinstance(docs, TextFiles):
         sources = sources or [str(p) for p in docs.paths]
@@ -77,6 +78,8 @@ def check_options(cfg: TrainConfig, device: torch.device) -> None:
         raise UsageError("--seq-len and --batch-size must be at least 1")
     if cfg.lr <= 0 or not math.isfinite(cfg.lr):
         raise UsageError(f"--lr must be a positive number, got {cfg.lr}")
+    if cfg.patience < 0:
+        raise UsageError(f"--patience must be 0 (never stop for lack of improvement) or more, got {cfg.patience}")
     if cfg.val_frac == 0 and not (cfg.steps or cfg.epochs or cfg.time_budget):
         raise UsageError("with --val-frac 0 there is nothing to judge progress by; give --steps, --epochs or --time")
 
@@ -135,22 +138,49 @@ def prepare_data(docs: list[str] | TextFiles, vocab: Vocab | None, cfg: TrainCon
 
 
 def new_model_config(given: dict, vocab_size: int, train_chars: int, cfg: TrainConfig, device: torch.device,
-                     rep) -> ModelConfig:
+                     rep, processes: int = 1) -> ModelConfig:
     """The model for a new run: the fields in `given`, the rest from ModelConfig's defaults.
 
     Under a time budget with neither layers nor hidden given, the size (and its dropout, unless
-    given) is the one sizing.choose_model finds the budget can train well on this device.
+    given) is the one sizing.choose_model finds the budget can train well on this device. With
+    any other budget and no --dropout, the dropout follows the passes over the training text that
+    the budget buys (sizing.dropout_for); without a budget it is ModelConfig's default.
     """
-    if not (cfg.time_budget and "layers" not in given and "hidden" not in given):
-        return ModelConfig(vocab_size=vocab_size, **given)
-    from .sizing import choose_model
+    from . import sizing
 
     base = ModelConfig(vocab_size=vocab_size, **given)
-    with autocast(device, autocast_dtype(cfg.precision, device)):
-        pick = choose_model(base, train_chars, cfg.time_budget, cfg.batch_size, cfg.seq_len, device)
-    rep.message(f"--time {cfg.time_budget:g}s: chose {pick.layers} x {pick.hidden} ({pick.params:,} parameters): "
-                f"{pick.reason}. Give --layers/--hidden to choose yourself")
-    return replace(base, layers=pick.layers, hidden=pick.hidden, dropout=given.get("dropout", pick.dropout))
+    if cfg.time_budget and "layers" not in given and "hidden" not in given:
+        with autocast(device, autocast_dtype(cfg.precision, device)):
+            # One process's speed: under torchrun the size (and its dropout) is chosen as for one.
+            pick = sizing.choose_model(base, train_chars, cfg.time_budget, cfg.batch_size, cfg.seq_len, device)
+        rep.message(f"--time {cfg.time_budget:g}s: chose {pick.layers} x {pick.hidden} ({pick.params:,} parameters): "
+                    f"{pick.reason}. Give --layers/--hidden/--dropout to choose yourself")
+        return replace(base, layers=pick.layers, hidden=pick.hidden, dropout=given.get("dropout", pick.dropout))
+    passes = None if "dropout" in given else budget_passes(base, train_chars, cfg, device, processes)
+    if passes is None:
+        return base
+    dropout = sizing.dropout_for(passes)
+    rep.message(f"dropout {dropout:g}: the budget reads the training text ~{passes:.1f} times (give --dropout to choose)")
+    return replace(base, dropout=dropout)
+
+
+def budget_passes(model: ModelConfig, train_chars: int, cfg: TrainConfig, device: torch.device,
+                  processes: int) -> float | None:
+    """How many times the budget lets `model` read the training text (None without a budget).
+
+    --epochs says it; --steps counts windows; --time alone times a few steps of this shape.
+    """
+    from . import sizing
+
+    per_step = cfg.batch_size * processes * cfg.seq_len
+    counts = [cfg.epochs] if cfg.epochs else []
+    if cfg.steps:
+        counts.append(cfg.steps * per_step / max(train_chars, 1))
+    if not counts and cfg.time_budget:
+        with autocast(device, autocast_dtype(cfg.precision, device)):
+            rate = sizing.measure_chars_per_s(model, cfg.batch_size, cfg.seq_len, device) * processes
+        counts.append(rate * cfg.time_budget * sizing.USABLE / max(train_chars, 1))
+    return min(counts) if counts else None
 
 
 def corpus_record(split: Corpus, model_config: ModelConfig, cfg: TrainConfig, sources: list[str],

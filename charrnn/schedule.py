@@ -13,14 +13,21 @@ from typing import ClassVar, Protocol
 
 MAX_AUTO_EPOCHS = 50  # the cap when only --patience decides when to stop
 
-# Why a run stopped (Progress.stopped); signals add "interrupted" and "terminated".
-BUDGET, TIME, CAP, PATIENCE = "budget", "time", "cap", "patience"
+# Why a run stopped (Progress.stopped); signals add "interrupted" and "terminated". EARLY: a --time
+# run whose validation stopped improving, so the rest of the budget would only fit the training text.
+BUDGET, TIME, CAP, PATIENCE, EARLY = "budget", "time", "cap", "patience", "early"
 
 
 @dataclass(frozen=True)
 class Budget:
     """What a run may spend: steps (from --steps or --epochs, the smaller), seconds (--time), or neither,
-    when patience ends the run, within a cap of MAX_AUTO_EPOCHS epochs."""
+    when patience ends the run, within a cap of MAX_AUTO_EPOCHS epochs.
+
+    Patience (evaluations in a row without a better validation loss; 0: never) also ends a --time
+    run early: with 12 evaluations a budget, the default 4 is a third of it, and a model whose
+    validation has been getting worse for that long is overfitting, which more time only deepens.
+    A --steps/--epochs budget is run to the end, as asked.
+    """
 
     steps: int | None = None
     seconds: float | None = None
@@ -54,9 +61,11 @@ class Budget:
             return TIME
         if self.cap_steps and step >= self.cap_steps:
             return CAP
-        if self.fraction(step, elapsed) is None and bad_evals >= self.patience:
+        if not self.patience or bad_evals < self.patience:
+            return ""
+        if self.fraction(step, elapsed) is None:
             return PATIENCE
-        return ""
+        return EARLY if self.seconds else ""
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,10 @@ CHARS_PER_PARAM characters per parameter (calibrated on tinyshakespeare at 2 and
 2 CPU cores; README, "How the defaults were chosen"). A small corpus caps the size too, since a
 network much larger than its text only memorises it.
 
+How many times the budget lets the chosen model read the training text (its passes) decides
+the dropout: none where it sees most characters once, more as it sees the same text again and
+again (DROPOUT_BY_PASSES, calibrated on names, tinyshakespeare, prose, code and Chinese).
+
 The speed of each candidate is measured, not guessed: a few real training steps on the device, so
 the same budget buys a larger model on a GPU than on a laptop.
 """
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -22,14 +26,21 @@ import torch.nn.functional as F
 from .cells import get_cell
 from .config import ModelConfig
 
-# Candidates, smallest first: (layers, hidden, dropout). Deeper rungs get more dropout because
-# they are chosen for long budgets, which read the corpus many times over.
-LADDER: tuple[tuple[int, int, float], ...] = (
-    (1, 128, 0.1), (1, 192, 0.1), (1, 256, 0.1), (1, 384, 0.1), (1, 512, 0.1),
-    (2, 512, 0.2), (2, 768, 0.25), (3, 1024, 0.3),
-)
+# Candidates, smallest first: (layers, hidden).
+LADDER: tuple[tuple[int, int], ...] = ((1, 128), (1, 192), (1, 256), (1, 384), (1, 512), (2, 512), (2, 768), (3, 1024))
+# (passes over the training text at least, dropout): the last row whose passes the budget reaches.
+DROPOUT_BY_PASSES: tuple[tuple[float, float], ...] = ((0, 0.0), (1, 0.1), (20, 0.2), (30, 0.3), (45, 0.4))
+# A single layer takes dropout only at its input and output; past this many passes it overfits
+# whatever the dropout (names.txt at 5 minutes, ~55 passes: 1 x 384 peaked at half the budget
+# with dropout 0.4, 2 x 256 did better), so a one-layer choice that would read the text more
+# often than this gives way to DEEP_SMALL, when that fits. Below it one layer wins (tinyshakespeare
+# at 10 minutes in bf16, ~30 passes: 1 x 512 1.4477, 2 x 256 with dropout 0.3 1.4656; at 2
+# minutes, 4.5 passes: 2 x 256 1.5554 where 1 x 384 had 1.5413), hence not a rung of its own.
+# 2 x 384 was tried too: on tinyshakespeare at 10 minutes it did worse than 1 x 512 (1.4486, 1.4421).
+DEEP_SMALL = (2, 256)
+MAX_PASSES_ONE_LAYER = 40.0
 CHARS_PER_PARAM = 5.0  # characters the budget must let a model read per parameter
-MAX_PARAMS_PER_CHAR = 4.0  # no more parameters than this many per training character
+MAX_PARAMS_PER_CHAR = 5.0  # no more parameters than this many per training character
 USABLE = 0.9  # share of the budget spent in training steps (evaluations and checkpoints take the rest)
 
 
@@ -40,7 +51,13 @@ class Choice:
     dropout: float
     params: int
     chars_per_s: float  # measured for the chosen size
+    passes: float  # how many times the budget lets it read the training text
     reason: str
+
+
+def dropout_for(passes: float) -> float:
+    """The dropout for a model that will read its training text `passes` times (DROPOUT_BY_PASSES)."""
+    return [d for at_least, d in DROPOUT_BY_PASSES if passes >= at_least][-1]
 
 
 def count_params(cfg: ModelConfig) -> int:
@@ -79,29 +96,45 @@ def measure_chars_per_s(cfg: ModelConfig, batch: int, seq_len: int, device: torc
 
 def choose_model(base: ModelConfig, train_chars: int, budget_s: float, batch: int, seq_len: int, device: torch.device,
                  measure: Callable[[ModelConfig], float] | None = None) -> Choice:
-    """The largest LADDER rung that the budget lets read CHARS_PER_PARAM chars per parameter and the corpus can feed.
+    """The largest LADDER rung that the budget lets read CHARS_PER_PARAM chars per parameter and the corpus can feed,
+    with the dropout its passes over the training text call for; DEEP_SMALL instead of a single layer
+    that would read the text more than MAX_PASSES_ONE_LAYER times.
 
     base supplies cell, embed and vocab_size. `measure` (cfg -> chars/s) defaults to timing real
-    steps on `device`; rungs are tried smallest first and timing stops at the first that fails,
-    so a short budget spends well under a second choosing.
+    steps on `device`; rungs are tried smallest first and timing stops at the first too slow or
+    too large, so a short budget spends well under a second choosing.
     """
     measure = measure or (lambda c: measure_chars_per_s(c, batch, seq_len, device))
-    chosen = None
-    why = ""
-    for layers, hidden, dropout in LADDER:
-        cfg = ModelConfig(vocab_size=base.vocab_size, cell=base.cell, layers=layers, hidden=hidden, embed=base.embed,
-                          dropout=dropout)
-        params = count_params(cfg)
-        if chosen is not None and params > MAX_PARAMS_PER_CHAR * train_chars:
-            why = f"the corpus ({train_chars:,} training chars) is too small for {layers} x {hidden}"
+    chosen, why = None, "the largest size offered"
+    for layers, hidden in LADDER:
+        fit, why_not = _try_rung(base, layers, hidden, train_chars, budget_s, measure)
+        if fit is None and chosen is not None:
+            why = why_not
             break
-        rate = measure(cfg)
-        readable = rate * budget_s * USABLE
-        if chosen is not None and readable < CHARS_PER_PARAM * params:
-            why = f"{layers} x {hidden} would read only {readable / params:.1f} chars per parameter in the budget"
-            break
-        chosen = Choice(layers, hidden, dropout, params, rate,
-                        f"reads ~{readable / 1e6:.1f}M chars ({readable / params:.0f} per parameter) at {rate:,.0f} chars/s")
+        chosen = fit or chosen
     assert chosen is not None
-    return Choice(chosen.layers, chosen.hidden, chosen.dropout, chosen.params, chosen.chars_per_s,
-                  f"{chosen.reason}; {why or 'the largest size offered'}")
+    if chosen.layers == 1 and chosen.passes > MAX_PASSES_ONE_LAYER:
+        deep, _ = _try_rung(base, *DEEP_SMALL, train_chars, budget_s, measure)
+        if deep is not None:
+            why = f"{chosen.layers} x {chosen.hidden} would read the text {chosen.passes:.0f} times: too often for one layer"
+            chosen = deep
+    return replace(chosen, reason=f"{chosen.reason}; {why}; dropout {chosen.dropout:g} for {chosen.passes:.1f} passes")
+
+
+def _try_rung(base: ModelConfig, layers: int, hidden: int, train_chars: int, budget_s: float,
+              measure: Callable[[ModelConfig], float]) -> tuple[Choice | None, str]:
+    """This size as a Choice, or None and why not: too large for the corpus, or too slow for the budget.
+    (The smallest rung is kept by the caller whatever it says.)"""
+    cfg = ModelConfig(vocab_size=base.vocab_size, cell=base.cell, layers=layers, hidden=hidden, embed=base.embed)
+    params = count_params(cfg)
+    if params > MAX_PARAMS_PER_CHAR * train_chars and (layers, hidden) != LADDER[0]:
+        return None, f"the corpus ({train_chars:,} training chars) is too small for {layers} x {hidden}"
+    rate = measure(cfg)
+    readable = rate * budget_s * USABLE
+    passes = readable / max(train_chars, 1)
+    choice = Choice(layers, hidden, dropout_for(passes), params, rate, passes,
+                    f"reads ~{readable / 1e6:.1f}M chars ({readable / params:.0f} per parameter, {passes:.1f} "
+                    f"passes over the training text) at {rate:,.0f} chars/s")
+    if readable < CHARS_PER_PARAM * params and (layers, hidden) != LADDER[0]:
+        return None, f"{layers} x {hidden} would read only {readable / params:.1f} chars per parameter in the budget"
+    return choice, ""

@@ -160,7 +160,7 @@ def names_run(tmp_path_factory):
     """A line-mode model trained from standard input on the bundled names."""
     d = tmp_path_factory.mktemp("names")
     names = (Path(__file__).resolve().parent.parent / "corpora" / "names.txt").read_text().splitlines()[::3]
-    r = run("train", "--lines", "-", "--out", "names", "--steps", "300", "--hidden", "128", "--embed", "16",
+    r = run("train", "--lines", "-", "--out", "names", "--steps", "300", "--dropout", "0.1", "--hidden", "128", "--embed", "16",
             "--sample-length", "0", "-q", cwd=d, input="\n".join(names) + "\n")
     assert r.returncode == 0, r.stderr
     assert r.stdout == ""
@@ -291,3 +291,13 @@ def test_score_dynamic_and_sample_adapt(workdir):
     assert adapted.stdout != plain.stdout and adapted.stdout.startswith(plain.stdout[:1000])
     none = run("sample", "--adapt", "-q", cwd=workdir)
     assert none.returncode == 2 and "--adapt learns from the prime" in none.stderr
+
+
+def test_a_time_budget_that_only_overfits_stops_early_and_says_why(tmp_path, corpus_text):
+    (tmp_path / "short.txt").write_text(corpus_text[:1000], encoding="utf-8")
+    r = run("train", "short.txt", "--time", "2m", "--layers", "1", "--hidden", "128", "--embed", "16",
+            "--batch-size", "8", "--seq-len", "32", "--lr", "0.02", "--warmup", "5", "--eval-every", "10",
+            "--patience", "3", "--val-frac", "0.2", "--sample-length", "0", "--no-plot", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "stopped early at" in r.stderr and "has not improved for 3 evaluations" in r.stderr
+    assert "dropout 0.4: the budget reads the training text" in r.stderr  # 800 chars for 2 minutes

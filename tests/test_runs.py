@@ -4,7 +4,10 @@ import pytest
 import torch
 from conftest import TINY_MODEL, tiny_config
 
+from charrnn import sizing
+from charrnn.config import ModelConfig
 from charrnn.errors import UsageError
+from charrnn.runs import new_model_config
 from charrnn.train import train
 
 
@@ -23,3 +26,34 @@ def test_force_resume_continues_on_another_corpus_with_the_checkpoints_model(tmp
     assert res.progress.step == 6
     ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
     assert ckpt["model_config"]["hidden"] == TINY_MODEL["hidden"]  # a trained model keeps its shape
+
+
+class Notes:
+    def __init__(self):
+        self.notes = []
+
+    def message(self, text):
+        self.notes.append(text)
+
+
+@pytest.mark.parametrize("steps, epochs", [(4, None), (400, None), (4000, None), (None, 20.0), (4000, 3.0)])
+def test_without_dropout_the_passes_the_budget_buys_set_it(steps, epochs):
+    cfg, notes = tiny_config(steps=steps, epochs=epochs), Notes()  # 8 x 32 = 256 chars a step
+    mc = new_model_config({"layers": 1, "hidden": 32}, 30, 5000, cfg, torch.device("cpu"), notes)
+    passes = min(p for p in ((steps or 1e9) * 256 / 5000, epochs or 1e9))
+    assert mc.dropout == sizing.dropout_for(passes) and f"~{passes:.1f} times" in notes.notes[0]
+
+
+def test_a_given_dropout_or_no_budget_leaves_dropout_alone():
+    mc = new_model_config({"dropout": 0.05}, 30, 5000, tiny_config(steps=4000), torch.device("cpu"), Notes())
+    assert mc.dropout == 0.05
+    notes = Notes()
+    mc = new_model_config({}, 30, 5000, tiny_config(steps=None), torch.device("cpu"), notes)
+    assert mc.dropout == ModelConfig(vocab_size=30).dropout and not notes.notes
+
+
+def test_a_time_budget_with_a_given_size_times_it_for_the_dropout():
+    notes = Notes()
+    mc = new_model_config({"layers": 1, "hidden": 32}, 30, 1000, tiny_config(steps=None, time_budget=60),
+                          torch.device("cpu"), notes)
+    assert mc.hidden == 32 and mc.dropout == sizing.DROPOUT_BY_PASSES[-1][1]  # 1,000 chars read for a minute

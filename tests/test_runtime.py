@@ -52,8 +52,29 @@ def test_longer_budgets_buy_larger_models():
     for p, budget in zip(picks, (10, 120, 600, 3600, 36_000), strict=True):
         # Each choice lets the model read its quota of characters, unless it is the smallest rung.
         readable = p.chars_per_s * budget * sizing.USABLE
-        assert (p.layers, p.hidden) == sizing.LADDER[0][:2] or readable >= sizing.CHARS_PER_PARAM * p.params
+        assert (p.layers, p.hidden) == sizing.LADDER[0] or readable >= sizing.CHARS_PER_PARAM * p.params
     assert "chars per parameter" in picks[1].reason
+
+
+def test_dropout_grows_with_the_passes_the_budget_buys_over_the_corpus():
+    assert sizing.dropout_for(0.3) == 0.0 and sizing.dropout_for(100) == sizing.DROPOUT_BY_PASSES[-1][1]
+    drops = [sizing.dropout_for(p) for p in (0.5, 1, 3, 10, 20, 50, 500)]
+    assert drops == sorted(drops) and drops[0] < drops[-1]
+    base = ModelConfig(vocab_size=65)
+    big = sizing.choose_model(base, 10**8, 600, 32, 64, CPU, measure=fake_rates(1e11))
+    small = sizing.choose_model(base, 10**5, 600, 32, 64, CPU, measure=fake_rates(1e11))
+    assert small.passes > big.passes and small.dropout > big.dropout
+    assert small.dropout == sizing.dropout_for(small.passes) and f"dropout {small.dropout:g}" in small.reason
+
+
+def test_a_budget_that_reads_a_small_corpus_many_times_takes_two_layers():
+    base = ModelConfig(vocab_size=65)
+    many = sizing.choose_model(base, 200_000, 600, 32, 64, CPU, measure=fake_rates(1e11))
+    assert (many.layers, many.hidden) == sizing.DEEP_SMALL and many.passes > 20
+    assert "too often for one layer" in many.reason
+    assert many.dropout == sizing.dropout_for(many.passes) == sizing.DROPOUT_BY_PASSES[-1][1]
+    few = sizing.choose_model(base, 10**9, 600, 32, 64, CPU, measure=fake_rates(1e11))
+    assert (few.layers, few.hidden) == (1, 512) and few.dropout == 0.0
 
 
 def test_a_faster_device_buys_a_larger_model_and_a_small_corpus_caps_it():
@@ -62,7 +83,7 @@ def test_a_faster_device_buys_a_larger_model_and_a_small_corpus_caps_it():
     fast = sizing.choose_model(base, 10**9, 600, 32, 64, CPU, measure=fake_rates(1e13))
     assert fast.params > slow.params
     small = sizing.choose_model(base, 50_000, 600, 32, 64, CPU, measure=fake_rates(1e13))
-    assert small.params <= sizing.MAX_PARAMS_PER_CHAR * 50_000 or (small.layers, small.hidden) == sizing.LADDER[0][:2]
+    assert small.params <= sizing.MAX_PARAMS_PER_CHAR * 50_000 or (small.layers, small.hidden) == sizing.LADDER[0]
     assert "too small" in small.reason
 
 
@@ -81,7 +102,8 @@ def test_a_time_budget_without_a_size_measures_and_chooses_one(tmp_path, corpus_
                    reporter=notes, sample_every_eval=0)
     ckpt = torch.load(tmp_path / "best.pt", weights_only=True)
     mc = ckpt["model_config"]
-    assert (mc["layers"], mc["hidden"], mc["dropout"]) in sizing.LADDER
+    assert (mc["layers"], mc["hidden"]) in (*sizing.LADDER, sizing.DEEP_SMALL)
+    assert mc["dropout"] in dict(sizing.DROPOUT_BY_PASSES).values()
     assert mc["embed"] == 16
     assert any("chose" in n and f"{mc['layers']} x {mc['hidden']}" in n for n in notes.notes)
     assert 0 < result.progress.elapsed < 3 + 5  # choosing counts against the budget

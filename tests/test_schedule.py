@@ -54,7 +54,11 @@ def test_fraction_is_the_further_of_steps_and_time():
     (Budget(cap_steps=20, patience=3), 20, 0.0, 0, "cap"),
     (Budget(cap_steps=20, patience=3), 5, 0.0, 3, "patience"),
     (Budget(cap_steps=20, patience=3), 5, 0.0, 2, ""),
-    (Budget(seconds=5.0, patience=1), 3, 1.0, 7, ""),  # patience ends only runs without a budget
+    (Budget(seconds=5.0, patience=4), 3, 1.0, 4, "early"),  # a --time run that has stopped improving
+    (Budget(seconds=5.0, patience=4), 3, 1.0, 3, ""),
+    (Budget(seconds=5.0, patience=0), 3, 1.0, 99, ""),  # --patience 0: never
+    (Budget(cap_steps=20, patience=0), 5, 0.0, 99, ""),
+    (Budget(steps=10, seconds=5.0, patience=2), 3, 1.0, 2, "early"),
 ])
 def test_stop_reasons(budget, step, elapsed, bad, why):
     assert budget.stop_reason(step, elapsed, bad) == why

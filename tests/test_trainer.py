@@ -82,3 +82,33 @@ def test_validation_is_never_trained_on(tmp_path):
     assert EOS == 0
 
 
+
+
+class Notes(Reporter):
+    def __init__(self):
+        self.ended = None
+
+    def end(self, summary):
+        self.ended = summary
+
+
+def test_a_time_budget_stops_early_once_more_time_only_overfits(tmp_path, corpus_text):
+    notes = Notes()
+    budget = 120.0
+    res = train([corpus_text[:1000]], dict(TINY_MODEL, hidden=128),
+                tiny_config(steps=None, time_budget=budget, eval_every=10, patience=3, lr=2e-2, val_frac=0.2), tmp_path,
+                reporter=notes, sample_every_eval=0)
+    p = res.progress
+    assert p.stopped == "early" and p.elapsed < budget / 2
+    vals = [m["val_loss"] for m in res.metrics]
+    best = vals.index(min(vals))
+    assert len(vals) - 1 - best == 3 and res.metrics[best]["step"] == p.best_step  # three worse evaluations in a row
+    assert torch.load(tmp_path / "best.pt", weights_only=True)["progress"]["step"] == p.best_step
+    assert notes.ended["progress"].stopped == "early"
+
+
+def test_patience_zero_spends_the_whole_time_budget(tmp_path, corpus_text):
+    res = train([corpus_text[:1000]], dict(TINY_MODEL, hidden=128),
+                tiny_config(steps=None, time_budget=3.0, eval_every=10, patience=0, lr=2e-2, val_frac=0.2), tmp_path,
+                sample_every_eval=0)
+    assert res.progress.stopped == "time"
