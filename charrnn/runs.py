@@ -179,7 +179,7 @@ def budget_passes(model: ModelConfig, train_chars: int, cfg: TrainConfig, device
     if not counts and cfg.time_budget:
         with autocast(device, autocast_dtype(cfg.precision, device)):
             rate = sizing.measure_chars_per_s(model, cfg.batch_size, cfg.seq_len, device) * processes
-        counts.append(rate * cfg.time_budget * sizing.USABLE / max(train_chars, 1))
+        counts.append(sizing.readable_chars(rate, cfg.time_budget) / max(train_chars, 1))
     return min(counts) if counts else None
 
 

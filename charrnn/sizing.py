@@ -55,6 +55,11 @@ class Choice:
     reason: str
 
 
+def readable_chars(chars_per_s: float, budget_s: float) -> float:
+    """Characters a model training at chars_per_s reads in a budget of budget_s (USABLE of it trains)."""
+    return chars_per_s * budget_s * USABLE
+
+
 def dropout_for(passes: float) -> float:
     """The dropout for a model that will read its training text `passes` times (DROPOUT_BY_PASSES)."""
     return [d for at_least, d in DROPOUT_BY_PASSES if passes >= at_least][-1]
@@ -108,10 +113,10 @@ def choose_model(base: ModelConfig, train_chars: int, budget_s: float, batch: in
     chosen, why = None, "the largest size offered"
     for layers, hidden in LADDER:
         fit, why_not = _try_rung(base, layers, hidden, train_chars, budget_s, measure)
-        if fit is None and chosen is not None:
+        if fit is None:  # never the first rung, so something is chosen
             why = why_not
             break
-        chosen = fit or chosen
+        chosen = fit
     assert chosen is not None
     if chosen.layers == 1 and chosen.passes > MAX_PASSES_ONE_LAYER:
         deep, _ = _try_rung(base, *DEEP_SMALL, train_chars, budget_s, measure)
@@ -130,7 +135,7 @@ def _try_rung(base: ModelConfig, layers: int, hidden: int, train_chars: int, bud
     if params > MAX_PARAMS_PER_CHAR * train_chars and (layers, hidden) != LADDER[0]:
         return None, f"the corpus ({train_chars:,} training chars) is too small for {layers} x {hidden}"
     rate = measure(cfg)
-    readable = rate * budget_s * USABLE
+    readable = readable_chars(rate, budget_s)
     passes = readable / max(train_chars, 1)
     choice = Choice(layers, hidden, dropout_for(passes), params, rate, passes,
                     f"reads ~{readable / 1e6:.1f}M chars ({readable / params:.0f} per parameter, {passes:.1f} "

@@ -5,6 +5,7 @@ import pytest
 
 from charrnn.config import TrainConfig
 from charrnn.train import train
+from charrnn.trainer import Reporter
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAKESPEARE = ROOT / "corpora" / "shakespeare.txt"
@@ -16,6 +17,17 @@ def tiny_config(**kw) -> TrainConfig:
     base = dict(seq_len=32, batch_size=8, lr=1e-2, warmup=5, steps=40, eval_every=20, seed=1, device="cpu")
     base.update(kw)
     return TrainConfig(**base)
+
+
+
+class Notes(Reporter):
+    """A reporter that keeps the notes a run prints (sizing choices, chosen dropout)."""
+
+    def __init__(self):
+        self.notes = []
+
+    def message(self, text):
+        self.notes.append(text)
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import TINY_MODEL, tiny_config
+from conftest import TINY_MODEL, Notes, tiny_config
 
 from charrnn import sizing
 from charrnn.config import ModelConfig
@@ -26,14 +26,6 @@ def test_force_resume_continues_on_another_corpus_with_the_checkpoints_model(tmp
     assert res.progress.step == 6
     ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
     assert ckpt["model_config"]["hidden"] == TINY_MODEL["hidden"]  # a trained model keeps its shape
-
-
-class Notes:
-    def __init__(self):
-        self.notes = []
-
-    def message(self, text):
-        self.notes.append(text)
 
 
 @pytest.mark.parametrize("steps, epochs", [(4, None), (400, None), (4000, None), (None, 20.0), (4000, 3.0)])

@@ -2,14 +2,13 @@
 
 import pytest
 import torch
-from conftest import TINY_MODEL, tiny_config
+from conftest import TINY_MODEL, Notes, tiny_config
 
 from charrnn import sizing
 from charrnn.config import ModelConfig
 from charrnn.errors import UsageError
 from charrnn.runtime import autocast_dtype, available_cores, set_threads
 from charrnn.train import train
-from charrnn.trainer import Reporter
 
 CPU = torch.device("cpu")
 
@@ -85,14 +84,6 @@ def test_a_faster_device_buys_a_larger_model_and_a_small_corpus_caps_it():
     small = sizing.choose_model(base, 50_000, 600, 32, 64, CPU, measure=fake_rates(1e13))
     assert small.params <= sizing.MAX_PARAMS_PER_CHAR * 50_000 or (small.layers, small.hidden) == sizing.LADDER[0]
     assert "too small" in small.reason
-
-
-class Notes(Reporter):
-    def __init__(self):
-        self.notes = []
-
-    def message(self, text):
-        self.notes.append(text)
 
 
 def test_a_time_budget_without_a_size_measures_and_chooses_one(tmp_path, corpus_text):
