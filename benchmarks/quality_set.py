@@ -27,12 +27,10 @@ sys.path.insert(0, str(HERE))
 from bench import CHARRNN, LN2, machine  # noqa: E402
 from corpus_set import DATA, SET, build  # noqa: E402
 
+from charrnn.config import parse_duration  # noqa: E402
+
 BUDGETS = {"names": "5m"}  # the target for names is at 5 minutes; the rest run DEFAULT_BUDGET
 DEFAULT_BUDGET = "3m"
-
-
-def seconds(budget: str) -> float:
-    return float(budget[:-1]) * {"s": 1, "m": 60, "h": 3600}[budget[-1]]
 
 
 def train_one(name: str, budget: str, work: Path) -> dict:
@@ -50,7 +48,7 @@ def train_one(name: str, budget: str, work: Path) -> dict:
     mc = last["model_config"]
     # The share of the budget: steps, scaled by how much of the budget ran when a run stopped early.
     early = bool(done and done.group(1).startswith("stopped early"))
-    ran = min(1.0, wall / seconds(budget)) if early else 1.0
+    ran = min(1.0, wall / parse_duration(budget)) if early else 1.0
     row = {"corpus": name, "budget": budget, "val_loss": best["val_loss"], "best_step": best["step"],
            "steps": metrics[-1]["step"], "best_share": best["step"] / metrics[-1]["step"] * ran,
            "stopped": done.group(1) if done else "?", "early": early, "ran_share": ran,
