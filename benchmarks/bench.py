@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from charrnn.cells import get_cell  # noqa: E402
 from charrnn.config import ModelConfig, SampleConfig, TrainConfig  # noqa: E402
 from charrnn.data import Vocab, read_text  # noqa: E402
-from charrnn.inference import load_model  # noqa: E402
+from charrnn.inference import describe, load_model  # noqa: E402
 from charrnn.runtime import autocast, autocast_dtype, available_cores, pick_device, set_threads, synchronize  # noqa: E402
 from charrnn.sample import generate  # noqa: E402
 from charrnn.sizing import count_params  # noqa: E402
@@ -207,10 +207,10 @@ def quality(corpus: Path, budget: str, work: Path) -> dict:
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     best = min(metrics, key=lambda r: r["val_loss"])
     ck = torch.load(out / "best.pt", map_location="cpu", weights_only=True)
-    mc, tc = ck["model_config"], ck["train_config"]
+    tc = ck["train_config"]
     row = {"budget": budget, "val_loss": best["val_loss"], "val_bpc": best["val_loss"] / LN2, "step": best["step"],
            "steps": metrics[-1]["step"], "chars_per_s": metrics[-1]["chars_per_s"], "wall_s": wall, "peak_mib": rss,
-           "model": f"{mc['cell']} {mc['layers']} x {mc['hidden']}, embed {mc['embed']}, dropout {mc['dropout']}",
+           "model": dict(describe(ck))["model"],
            "params": sum(t.numel() for t in ck["model"].values()),
            "train": f"batch {tc['batch_size']} x seq {tc['seq_len']}, lr {tc['lr']:g}, warm-up {tc['warmup']}, "
                     f"cosine to {tc['min_lr_frac']:g} x lr, weight decay {tc['weight_decay']:g}, clip {tc['clip']:g}",

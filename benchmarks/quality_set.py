@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE))
 from bench import CHARRNN, LN2, machine  # noqa: E402
 from corpus_set import DATA, SET, build  # noqa: E402
 
-from charrnn.config import parse_duration  # noqa: E402
+from charrnn.config import ModelConfig, parse_duration  # noqa: E402
 
 BUDGETS = {"names": "5m"}  # the target for names is at 5 minutes; the rest run DEFAULT_BUDGET
 DEFAULT_BUDGET = "3m"
@@ -53,7 +53,7 @@ def train_one(name: str, budget: str, work: Path) -> dict:
            "steps": metrics[-1]["step"], "best_share": best["step"] / metrics[-1]["step"] * ran,
            "stopped": done.group(1) if done else "?", "early": early, "ran_share": ran,
            "chose": " ".join(chose.group(1).split()) if chose else "",
-           "model": f"{mc['layers']} x {mc['hidden']}, dropout {mc['dropout']:g}", "vocab": mc["vocab_size"],
+           "model": f"{mc['layers']} x {mc['hidden']}, {ModelConfig(**mc).regularisation.describe()}", "vocab": mc["vocab_size"],
            "train_chars": last["corpus"].get("train_chars"), "chars_read": metrics[-1]["chars_seen"],
            "wall_s": wall, "out": str(out)}
     if "test" in spec:

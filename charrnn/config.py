@@ -51,6 +51,18 @@ def positive_or_none(n: int) -> int | None:
 
 
 @dataclass(frozen=True)
+class Regularisation:
+    """What a model's training is held back by: ModelConfig's fields of the same names."""
+
+    dropout: float
+    weight_drop: float = 0.0
+
+    def describe(self) -> str:
+        """'dropout P', with the weight drop when there is one (as info, progress and sizing notes show it)."""
+        return f"dropout {self.dropout}" + (f", weight drop {self.weight_drop}" if self.weight_drop else "")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """The network's shape. The defaults won a sweep on tinyshakespeare with a 10-minute CPU budget (README)."""
 
@@ -60,9 +72,19 @@ class ModelConfig:
     hidden: int = setting(512, "Hidden units per layer.")
     embed: int = setting(64, "Character embedding size.")
     dropout: float = setting(0.1, "Dropout on embeddings, between layers and before the output.")
+    weight_drop: float = setting(0.0, "DropConnect on the recurrent (hidden-to-hidden) weights: a share of them "
+                                 "dropped for each training window.")
 
     def __post_init__(self):
         get_cell(self.cell)  # an unknown cell is an error here, not a wrong model later
+        for name in ("dropout", "weight_drop"):
+            p = getattr(self, name)
+            if not (0 <= p < 1):
+                raise UsageError(f"--{name.replace('_', '-')} must be in [0, 1), got {p:g}")
+
+    @property
+    def regularisation(self) -> Regularisation:
+        return Regularisation(self.dropout, self.weight_drop)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -79,8 +79,8 @@ class Adapter:
     def __init__(self, model: CharRNN, cfg: DynamicConfig):
         check(cfg)
         device = model.head.weight.device
-        # Dropout off, in train mode: cuDNN's RNN backward runs only in train mode.
-        self.model = CharRNN(replace(model.config, dropout=0.0)).to(device)
+        # Dropout and weight drop off, in train mode: cuDNN's RNN backward runs only in train mode.
+        self.model = CharRNN(replace(model.config, dropout=0.0, weight_drop=0.0)).to(device)
         self.model.load_state_dict(model.state_dict())  # copies the values: the two models share nothing
         self.model.train()
         self.cfg, self.device = cfg, device

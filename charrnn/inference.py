@@ -38,7 +38,8 @@ def describe(ckpt: dict) -> list[tuple[str, str]]:
                                                           ("time_budget", "time", "s")) if tc.get(k)
     ) or f"until no improvement for {tc['patience']} evaluations"
     return [
-        ("model", f"{mc['cell']} {mc['layers']} x {mc['hidden']}, embed {mc['embed']}, dropout {mc['dropout']}"),
+        ("model", f"{mc['cell']} {mc['layers']} x {mc['hidden']}, embed {mc['embed']}, "
+                   f"{ModelConfig(**mc).regularisation.describe()}"),
         ("parameters", f"{params:,}"),
         ("vocabulary", f"{len(vocab) + 1} symbols (EOS + {len(vocab)} chars): {preview}{'…' if len(vocab) > 80 else ''}"),
         ("training", f"batch {tc['batch_size']} x seq {tc['seq_len']}, lr {tc['lr']:g}, warm-up {tc['warmup']}, "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -47,10 +49,29 @@ class CharRNN(nn.Module):
         return self.cell.zero_state(self.config.layers, batch, self.config.hidden, device or self.head.weight.device)
 
     def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
-        h, state = self.rnn(self._drop(self.embed(x)), state)
-        return self.head(self._drop(h)), state
+        p = self.config.dropout
+        h, state = self._recurrent(self._drop(self.embed(x), p), state)
+        return self.head(self._drop(h, p)), state
 
-    def _drop(self, x: torch.Tensor) -> torch.Tensor:
+    def _recurrent(self, x: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
+        """The recurrent stack over a window, with weight drop (DropConnect) in training.
+
+        One mask per window on each hidden-to-hidden matrix (Merity et al., 2017, "Regularizing and
+        Optimizing LSTM Language Models") regularises the recurrence itself, which dropout on the
+        inputs and outputs never touches, and the fused kernel still runs the whole window: the
+        masked matrices are handed to the same module in place of its own.
+        """
+        p = self.config.weight_drop
+        if not self.training or p == 0:
+            return self.rnn(x, state)
+        weights = {name: self._drop(w, p) if name.startswith("weight_hh") else w
+                   for name, w in self.rnn.named_parameters()}
+        with warnings.catch_warnings():
+            # cuDNN would rather have its weights in one flat buffer; masked copies cannot be.
+            warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
+            return torch.func.functional_call(self.rnn, weights, (x, state))
+
+    def _drop(self, x: torch.Tensor, p: float) -> torch.Tensor:
         """Dropout (training only), with the drop probability rounded to a multiple of 1/128.
 
         nn.Dropout draws each element's mask with its own Bernoulli sample, which on a CPU costs a
@@ -58,7 +79,6 @@ class CharRNN(nn.Module):
         64-bit random word gives eight elements seven random bits each, and a comparison turns
         those into the mask, about four times cheaper; kept units are scaled by 1 / (1 - p) as usual.
         """
-        p = self.config.dropout
         if not self.training or p == 0:
             return x
         cut = max(1, min(127, round(p * 128)))  # drop when the 7 random bits are below cut

@@ -75,7 +75,7 @@ class RichReporter(Reporter):
         runtime = (f"{info['threads']} threads, " if info["device"] == "cpu" else "") + info["precision"]
         resumed = f", resumed at step {info['resumed_at']:,}" if info["resumed_at"] is not None else ""
         self.console.print(
-            f"[bold]charrnn[/] {mc.cell} {mc.layers}x{mc.hidden} (embed {mc.embed}, dropout {mc.dropout}), "
+            f"[bold]charrnn[/] {mc.cell} {mc.layers}x{mc.hidden} (embed {mc.embed}, {mc.regularisation.describe()}), "
             f"{fmt_count(info['params'])} params, vocab {info['vocab_size']}, on {info['device']} ({runtime}){resumed}\n"
             f"  corpus: {info['train_chars']:,} train + {info['val_chars']:,} validation chars; "
             f"batch {cfg.batch_size} x seq {cfg.seq_len}, {info['steps_per_epoch']:,} steps/epoch; "

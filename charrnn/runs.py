@@ -17,7 +17,7 @@ import torch
 from . import checkpoint as ckpt_io
 from . import distributed as dist_
 from .batching import fit_batch_shape
-from .config import ModelConfig, TrainConfig
+from .config import ModelConfig, Regularisation, TrainConfig
 from .corpus import Corpus, TextFiles, corpus_from_docs, prepare_corpus
 from .data import Vocab
 from .distributed import World
@@ -43,7 +43,7 @@ def set_up(docs: list[str] | TextFiles, model_cfg: dict, cfg: TrainConfig, out: 
            resume: bool, force: bool, doc_mode: dict | None, world: World, rep) -> Run:
     """Check the options, restore a resumed run's settings, prepare the corpus and choose the model."""
     device = world.device(cfg.device)
-    check_options(cfg, device)
+    check_options(cfg, model_cfg, device)
     prev = load_for_resume(out) if resume else None
     vocab = model_config = None
     if prev is not None:
@@ -71,8 +71,9 @@ def set_up(docs: list[str] | TextFiles, model_cfg: dict, cfg: TrainConfig, out: 
                time.perf_counter() - t0 if prev is None else 0.0)
 
 
-def check_options(cfg: TrainConfig, device: torch.device) -> None:
+def check_options(cfg: TrainConfig, model_cfg: dict, device: torch.device) -> None:
     """Refuse settings that cannot work, before any work."""
+    ModelConfig(vocab_size=1, **model_cfg)  # its own checks, before the vocabulary is known
     autocast_dtype(cfg.precision, device)
     if cfg.seq_len < 1 or cfg.batch_size < 1:
         raise UsageError("--seq-len and --batch-size must be at least 1")
@@ -141,27 +142,35 @@ def new_model_config(given: dict, vocab_size: int, train_chars: int, cfg: TrainC
                      rep, processes: int = 1) -> ModelConfig:
     """The model for a new run: the fields in `given`, the rest from ModelConfig's defaults.
 
-    Under a time budget with neither layers nor hidden given, the size (and its dropout, unless
-    given) is the one sizing.choose_model finds the budget can train well on this device. With
-    any other budget and no --dropout, the dropout follows the passes over the training text that
-    the budget buys (sizing.dropout_for); without a budget it is ModelConfig's default.
+    Under a time budget with neither layers nor hidden given, the size (and its regularisation,
+    unless given) is the one sizing.choose_model finds the budget can train well on this device.
+    With any other budget and neither --dropout nor --weight-drop, both follow the passes over the
+    training text that the budget buys (sizing.regularisation_for); without a budget they are
+    ModelConfig's defaults. Either one given sets the other to its default: they are chosen together.
     """
     from . import sizing
 
     base = ModelConfig(vocab_size=vocab_size, **given)
+    chosen_by_hand = "dropout" in given or "weight_drop" in given
     if cfg.time_budget and "layers" not in given and "hidden" not in given:
         with autocast(device, autocast_dtype(cfg.precision, device)):
-            # One process's speed: under torchrun the size (and its dropout) is chosen as for one.
+            # One process's speed: under torchrun the size (and its regularisation) is chosen as for one.
             pick = sizing.choose_model(base, train_chars, cfg.time_budget, cfg.batch_size, cfg.seq_len, device)
         rep.message(f"--time {cfg.time_budget:g}s: chose {pick.layers} x {pick.hidden} ({pick.params:,} parameters): "
-                    f"{pick.reason}. Give --layers/--hidden/--dropout to choose yourself")
-        return replace(base, layers=pick.layers, hidden=pick.hidden, dropout=given.get("dropout", pick.dropout))
-    passes = None if "dropout" in given else budget_passes(base, train_chars, cfg, device, processes)
+                    f"{pick.reason}. Give --layers/--hidden/--dropout/--weight-drop to choose yourself")
+        sized = replace(base, layers=pick.layers, hidden=pick.hidden)
+        return sized if chosen_by_hand else _regularised(sized, pick.regularisation)
+    passes = None if chosen_by_hand else budget_passes(base, train_chars, cfg, device, processes)
     if passes is None:
         return base
-    dropout = sizing.dropout_for(passes)
-    rep.message(f"dropout {dropout:g}: the budget reads the training text ~{passes:.1f} times (give --dropout to choose)")
-    return replace(base, dropout=dropout)
+    reg = sizing.regularisation_for(passes)
+    rep.message(f"{reg.describe()}: the budget reads the training text ~{passes:.1f} times "
+                "(give --dropout or --weight-drop to choose)")
+    return _regularised(base, reg)
+
+
+def _regularised(model: ModelConfig, reg: Regularisation) -> ModelConfig:
+    return replace(model, dropout=reg.dropout, weight_drop=reg.weight_drop)
 
 
 def budget_passes(model: ModelConfig, train_chars: int, cfg: TrainConfig, device: torch.device,

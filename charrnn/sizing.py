@@ -7,8 +7,9 @@ CHARS_PER_PARAM characters per parameter (calibrated on tinyshakespeare at 2 and
 network much larger than its text only memorises it.
 
 How many times the budget lets the chosen model read the training text (its passes) decides
-the dropout: none where it sees most characters once, more as it sees the same text again and
-again (DROPOUT_BY_PASSES, calibrated on names, tinyshakespeare, prose, code and Chinese).
+its regularisation: none where it sees most characters once, more dropout as it sees the same
+text again and again, and weight drop on the recurrent matrices where it reads it most often
+(REGULARISATION_BY_PASSES, calibrated on names, tinyshakespeare, prose, code and Chinese).
 
 The speed of each candidate is measured, not guessed: a few real training steps on the device, so
 the same budget buys a larger model on a GPU than on a laptop.
@@ -24,12 +25,22 @@ import torch
 import torch.nn.functional as F
 
 from .cells import get_cell
-from .config import ModelConfig
+from .config import ModelConfig, Regularisation
 
 # Candidates, smallest first: (layers, hidden).
 LADDER: tuple[tuple[int, int], ...] = ((1, 128), (1, 192), (1, 256), (1, 384), (1, 512), (2, 512), (2, 768), (3, 1024))
-# (passes over the training text at least, dropout): the last row whose passes the budget reaches.
-DROPOUT_BY_PASSES: tuple[tuple[float, float], ...] = ((0, 0.0), (1, 0.1), (20, 0.2), (30, 0.3), (45, 0.4))
+
+
+# (passes over the training text at least, regularisation): the last row whose passes the budget
+# reaches. Dropout costs where the text is read ~13 times (tinyshakespeare at 10 minutes: 0.2
+# 1.4585, 0.1 1.4421) and pays at ~50 (names at 5 minutes, 2 x 256: 0.1 overfits by a sixth of
+# the budget). There, weight drop 0.3 with dropout 0.3 beat dropout 0.4 alone on makemore's test
+# names by 0.013 with two seeds (1.8688 and 1.8771 against 1.8821 and 1.8899); 0.2 + 0.4, 0.4 +
+# 0.2 and 0.5 + 0.3 did less well (README, "Round 2").
+REGULARISATION_BY_PASSES: tuple[tuple[float, Regularisation], ...] = (
+    (0, Regularisation(0.0)), (1, Regularisation(0.1)), (20, Regularisation(0.2)), (30, Regularisation(0.3)),
+    (45, Regularisation(0.3, weight_drop=0.3)),
+)
 # A single layer takes dropout only at its input and output; past this many passes it overfits
 # whatever the dropout (names.txt at 5 minutes, ~55 passes: 1 x 384 peaked at half the budget
 # with dropout 0.4, 2 x 256 did better), so a one-layer choice that would read the text more
@@ -48,7 +59,7 @@ USABLE = 0.9  # share of the budget spent in training steps (evaluations and che
 class Choice:
     layers: int
     hidden: int
-    dropout: float
+    regularisation: Regularisation
     params: int
     chars_per_s: float  # measured for the chosen size
     passes: float  # how many times the budget lets it read the training text
@@ -60,9 +71,9 @@ def readable_chars(chars_per_s: float, budget_s: float) -> float:
     return chars_per_s * budget_s * USABLE
 
 
-def dropout_for(passes: float) -> float:
-    """The dropout for a model that will read its training text `passes` times (DROPOUT_BY_PASSES)."""
-    return [d for at_least, d in DROPOUT_BY_PASSES if passes >= at_least][-1]
+def regularisation_for(passes: float) -> Regularisation:
+    """For a model that will read its training text `passes` times (REGULARISATION_BY_PASSES)."""
+    return [r for at_least, r in REGULARISATION_BY_PASSES if passes >= at_least][-1]
 
 
 def count_params(cfg: ModelConfig) -> int:
@@ -102,7 +113,7 @@ def measure_chars_per_s(cfg: ModelConfig, batch: int, seq_len: int, device: torc
 def choose_model(base: ModelConfig, train_chars: int, budget_s: float, batch: int, seq_len: int, device: torch.device,
                  measure: Callable[[ModelConfig], float] | None = None) -> Choice:
     """The largest LADDER rung that the budget lets read CHARS_PER_PARAM chars per parameter and the corpus can feed,
-    with the dropout its passes over the training text call for; DEEP_SMALL instead of a single layer
+    with the regularisation its passes over the training text call for; DEEP_SMALL instead of a single layer
     that would read the text more than MAX_PASSES_ONE_LAYER times.
 
     base supplies cell, embed and vocab_size. `measure` (cfg -> chars/s) defaults to timing real
@@ -123,7 +134,7 @@ def choose_model(base: ModelConfig, train_chars: int, budget_s: float, batch: in
         if deep is not None:
             why = f"{chosen.layers} x {chosen.hidden} would read the text {chosen.passes:.0f} times: too often for one layer"
             chosen = deep
-    return replace(chosen, reason=f"{chosen.reason}; {why}; dropout {chosen.dropout:g} for {chosen.passes:.1f} passes")
+    return replace(chosen, reason=f"{chosen.reason}; {why}; {chosen.regularisation.describe()} for {chosen.passes:.1f} passes")
 
 
 def _try_rung(base: ModelConfig, layers: int, hidden: int, train_chars: int, budget_s: float,
@@ -137,7 +148,7 @@ def _try_rung(base: ModelConfig, layers: int, hidden: int, train_chars: int, bud
     rate = measure(cfg)
     readable = readable_chars(rate, budget_s)
     passes = readable / max(train_chars, 1)
-    choice = Choice(layers, hidden, dropout_for(passes), params, rate, passes,
+    choice = Choice(layers, hidden, regularisation_for(passes), params, rate, passes,
                     f"reads ~{readable / 1e6:.1f}M chars ({readable / params:.0f} per parameter, {passes:.1f} "
                     f"passes over the training text) at {rate:,.0f} chars/s")
     if readable < CHARS_PER_PARAM * params and (layers, hidden) != LADDER[0]:

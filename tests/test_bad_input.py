@@ -20,6 +20,8 @@ BAD = [
     ({"t.txt": b"abc " * 50}, ["train", "t.txt", "--lr", "-1"], "--lr must be a positive number"),
     ({"t.txt": b"abc " * 50}, ["train", "t.txt", "--time", "soon"], "not a duration"),
     ({"t.txt": b"abc " * 50}, ["train", "t.txt", "--patience", "-1"], "--patience must be 0"),
+    ({"t.txt": b"abc " * 50}, ["train", "t.txt", "--dropout", "1.5"], "--dropout must be in [0, 1)"),
+    ({"t.txt": b"abc " * 50}, ["train", "t.txt", "--weight-drop", "-0.2"], "--weight-drop must be in [0, 1)"),
     ({"t.txt": b"abc " * 50}, ["train", "t.txt", "--cell", "transformer"], "--cell 'transformer' is not known"),
     ({"t.txt": b"abc " * 50}, ["train", "t.txt", "--lines", "--doc-sep", "%"], "give one of them"),
     ({"t.txt": "".join(chr(0x4E00 + i) for i in range(300)).encode()}, ["train", "t.txt", "--max-vocab", "100"],

@@ -300,4 +300,4 @@ def test_a_time_budget_that_only_overfits_stops_early_and_says_why(tmp_path, cor
             "--patience", "3", "--val-frac", "0.2", "--sample-length", "0", "--no-plot", "-q", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "stopped early at" in r.stderr and "has not improved for 3 evaluations" in r.stderr
-    assert "dropout 0.4: the budget reads the training text" in r.stderr  # 800 chars for 2 minutes
+    assert "dropout 0.3, weight drop 0.3: the budget reads the training text" in r.stderr  # 800 chars for 2 minutes

@@ -5,7 +5,7 @@ import torch
 from conftest import TINY_MODEL, Notes, tiny_config
 
 from charrnn import sizing
-from charrnn.config import ModelConfig
+from charrnn.config import ModelConfig, Regularisation
 from charrnn.errors import UsageError
 from charrnn.runtime import autocast_dtype, available_cores, set_threads
 from charrnn.train import train
@@ -55,15 +55,18 @@ def test_longer_budgets_buy_larger_models():
     assert "chars per parameter" in picks[1].reason
 
 
-def test_dropout_grows_with_the_passes_the_budget_buys_over_the_corpus():
-    assert sizing.dropout_for(0.3) == 0.0 and sizing.dropout_for(100) == sizing.DROPOUT_BY_PASSES[-1][1]
-    drops = [sizing.dropout_for(p) for p in (0.5, 1, 3, 10, 20, 50, 500)]
-    assert drops == sorted(drops) and drops[0] < drops[-1]
+def test_regularisation_grows_with_the_passes_the_budget_buys_over_the_corpus():
+    most = sizing.REGULARISATION_BY_PASSES[-1][1]
+    assert sizing.regularisation_for(0.3) == Regularisation(0.0) and sizing.regularisation_for(100) == most
+    regs = [sizing.regularisation_for(p) for p in (0.5, 1, 3, 10, 20, 50, 500)]
+    assert [r.dropout + r.weight_drop for r in regs] == sorted(r.dropout + r.weight_drop for r in regs)
+    assert regs[0].dropout < regs[-1].dropout and regs[0].weight_drop < regs[-1].weight_drop
     base = ModelConfig(vocab_size=65)
     big = sizing.choose_model(base, 10**8, 600, 32, 64, CPU, measure=fake_rates(1e11))
     small = sizing.choose_model(base, 10**5, 600, 32, 64, CPU, measure=fake_rates(1e11))
-    assert small.passes > big.passes and small.dropout > big.dropout
-    assert small.dropout == sizing.dropout_for(small.passes) and f"dropout {small.dropout:g}" in small.reason
+    assert small.passes > big.passes and small.regularisation.dropout > big.regularisation.dropout
+    assert small.regularisation == sizing.regularisation_for(small.passes)
+    assert small.regularisation.describe() in small.reason
 
 
 def test_a_budget_that_reads_a_small_corpus_many_times_takes_two_layers():
@@ -71,9 +74,10 @@ def test_a_budget_that_reads_a_small_corpus_many_times_takes_two_layers():
     many = sizing.choose_model(base, 200_000, 600, 32, 64, CPU, measure=fake_rates(1e11))
     assert (many.layers, many.hidden) == sizing.DEEP_SMALL and many.passes > 20
     assert "too often for one layer" in many.reason
-    assert many.dropout == sizing.dropout_for(many.passes) == sizing.DROPOUT_BY_PASSES[-1][1]
+    assert many.regularisation == sizing.regularisation_for(many.passes) == sizing.REGULARISATION_BY_PASSES[-1][1]
+    assert "weight drop" in many.reason
     few = sizing.choose_model(base, 10**9, 600, 32, 64, CPU, measure=fake_rates(1e11))
-    assert (few.layers, few.hidden) == (1, 512) and few.dropout == 0.0
+    assert (few.layers, few.hidden) == (1, 512) and few.regularisation == Regularisation(0.0)
 
 
 def test_a_faster_device_buys_a_larger_model_and_a_small_corpus_caps_it():
@@ -94,7 +98,7 @@ def test_a_time_budget_without_a_size_measures_and_chooses_one(tmp_path, corpus_
     ckpt = torch.load(tmp_path / "best.pt", weights_only=True)
     mc = ckpt["model_config"]
     assert (mc["layers"], mc["hidden"]) in (*sizing.LADDER, sizing.DEEP_SMALL)
-    assert mc["dropout"] in dict(sizing.DROPOUT_BY_PASSES).values()
+    assert Regularisation(mc["dropout"], mc["weight_drop"]) in dict(sizing.REGULARISATION_BY_PASSES).values()
     assert mc["embed"] == 16
     assert any("chose" in n and f"{mc['layers']} x {mc['hidden']}" in n for n in notes.notes)
     assert 0 < result.progress.elapsed < 3 + 5  # choosing counts against the budget
