@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_CPU ?= torch==2.13.0
 DEMO_TIME ?= 3m
 
-.PHONY: install demo test lint bench bench-quality bench-corpora clean corpora
+.PHONY: install demo test lint bench bench-quality bench-corpora clean corpora base
 
 install: $(VENV)/.installed
 
@@ -24,9 +24,11 @@ demo: install
 test: install
 	$(BIN)/python -m pytest
 
-# Speed, quality at 2 and 10 minutes, start-up and memory; writes benchmarks/RESULTS.md (~20 min on 2 cores).
+# Speed, quality at 2 and 10 minutes, start-up and memory (benchmarks/RESULTS.md, ~20 min on 2 cores), then
+# fine-tuning from the bundled base against training from scratch on small corpora (FINETUNE.md, ~7 min).
 bench: install
 	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/finetune_set.py
 
 # Defaults on five corpora of other kinds (prose, names, fortunes, code, Chinese), built from the package
 # registries into benchmarks/data/ (not committed); writes benchmarks/QUALITY.md (~20 min on 2 cores).
@@ -37,10 +39,15 @@ bench-corpora: install
 	$(BIN)/python benchmarks/corpus_set.py
 
 lint: install
-	$(BIN)/ruff check charrnn tests corpora benchmarks
+	$(BIN)/ruff check charrnn tests corpora benchmarks models
 
 corpora:
 	$(PYTHON) corpora/build.py
+
+# The bundled base model, charrnn/models/base.pt: models/build.py's fixed recipe (~10 minutes on 2 cores;
+# models/README.md records its figures and sha256).
+base: install
+	$(BIN)/python models/build.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

@@ -8,6 +8,7 @@ Layout (a plain dict of tensors, numbers, strings, lists and dicts):
     progress: step, epoch, window, chars_seen, elapsed, best_val, bad_evals, lr_scale, ...
     rng: torch generator states; state: the carried hidden state (for exact resume)
     corpus: fingerprint, files, characters; metrics: list of evaluation records
+    base (fine-tuned runs only): the model it started from (finetune.lineage)
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from .errors import CharRNNError, UsageError
 
 FORMAT = "charrnn"
 FORMAT_VERSION = 1
+BUNDLED = Path(__file__).resolve().parent / "models" / "base.pt"  # weights in half precision, no optimizer state
+BUNDLED_NAME = "base"  # what -c and --init call it
 
 
 def save_checkpoint(payload: dict, path: str | Path) -> None:
@@ -104,16 +107,28 @@ def load_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
-def resolve_checkpoint(path: str | Path | None, root: str | Path = "checkpoints") -> Path:
-    """A .pt file or a run directory (its best.pt, else last.pt); None means the most recent run under `root`."""
+def bundled_model() -> Path:
+    """The base model that ships with charrnn (models/README.md: how `make base` made it)."""
+    if not BUNDLED.is_file():
+        raise UsageError(f"the bundled base model is missing from this installation ({BUNDLED}); rebuild it with make base")
+    return BUNDLED
+
+
+def resolve_checkpoint(path: str | Path | None, root: str | Path = "checkpoints", bundled_fallback: bool = False) -> Path:
+    """A .pt file, a run directory (its best.pt, else last.pt), or BUNDLED_NAME for the bundled base model;
+    None means the most recent run under `root`, or with bundled_fallback the bundled model when there is none."""
     if path is None:
         root = Path(root)
         runs = [p for p in root.glob("*/*.pt") if p.name in ("best.pt", "last.pt")] if root.is_dir() else []
+        if not runs and bundled_fallback and BUNDLED.is_file():
+            return BUNDLED
         if not runs:
             raise UsageError(f"no trained model under {root}/; train one first (charrnn train FILE) or pass -c PATH")
         newest = max(runs, key=lambda p: p.stat().st_mtime).parent
         path = newest
     path = Path(path)
+    if str(path) == BUNDLED_NAME and not path.exists():
+        return bundled_model()
     if path.is_dir():
         for name in ("best.pt", "last.pt"):
             if (path / name).is_file():

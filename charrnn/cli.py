@@ -27,13 +27,17 @@ app = typer.Typer(
 
 
 def _model(checkpoint: Path | None, device: str = "cpu", threads: int | None = None):
-    """(path, model, vocab, raw checkpoint) for the commands that use a trained model."""
-    from .checkpoint import resolve_checkpoint
+    """(path, model, vocab, raw checkpoint) for the commands that use a trained model; with no -c and no run
+    under checkpoints/, the bundled base model, said on stderr."""
+    from .checkpoint import BUNDLED, resolve_checkpoint
     from .inference import load_model
     from .runtime import pick_device, set_threads
 
     set_threads(threads)
-    path = resolve_checkpoint(checkpoint)
+    path = resolve_checkpoint(checkpoint, bundled_fallback=True)
+    if checkpoint is None and path == BUNDLED:
+        stderr_console().print("[dim]no trained model under checkpoints/: using the bundled base model (Shakespeare and "
+                               "names; charrnn info -c base); train your own with charrnn train FILE[/]")
     return (path, *load_model(path, pick_device(device)))
 
 
@@ -55,6 +59,9 @@ def train(
     threads: int | None = opt.threads_option(),
     resume: bool = typer.Option(False, help="Continue the run in --out from its last.pt."),
     force: bool = typer.Option(False, help="With --resume: continue even if flags contradict the checkpoint."),
+    init: str | None = typer.Option(None, "--init", help="Fine-tune: start from this trained model (a .pt file, a run "
+                                    "directory, or 'base' for the bundled one), its shape kept, new characters added; "
+                                    "optimizer, schedule and seed are new."),
     sample_length: int = typer.Option(200, help="Characters of the sample shown at each evaluation (0: none)."),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Write loss.png in the run directory at each "
                               "evaluation (when matplotlib is installed)."),
@@ -82,7 +89,7 @@ def train(
         result = run_train(data, given, cfg, out_dir, sources=sources, resume=resume, force=force,
                            reporter=RichReporter(stderr_console(), quiet=quiet) if world.main else Reporter(),
                            sample_every_eval=sample_length, doc_mode={"lines": lines, "doc_sep": doc_sep}, world=world,
-                           plot=plot)
+                           plot=plot, init=init)
         finished = True
     finally:
         shutdown(world, finished)

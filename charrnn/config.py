@@ -90,6 +90,10 @@ class ModelConfig:
         return asdict(self)
 
 
+LR = 5e-3  # TrainConfig.lr when not given: swept on tinyshakespeare (README, "How the defaults were chosen")
+FINETUNE_LR = 2e-3  # ... and for a run that starts from a trained model (--init): README, "Start from a trained model"
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How to train: TBPTT shape, optimiser and schedule, budget, validation, seed and device.
@@ -100,7 +104,7 @@ class TrainConfig:
 
     seq_len: int = setting(64, "Truncated-BPTT window: characters per stream per step.")
     batch_size: int = setting(32, "Parallel streams per step.")
-    lr: float = setting(5e-3, "Peak learning rate (AdamW).")
+    lr: float | None = setting(None, "Peak learning rate (AdamW). (default: 5e-3; 2e-3 for a run started with --init)")
     min_lr_frac: float = setting(0.05, "The learning rate decays to lr x this by the end of the budget.")
     warmup: int = setting(100, "Steps of linear learning-rate warm-up.")
     schedule: str = setting("cosine", "Learning-rate schedule.", choices=SCHEDULES)

@@ -79,14 +79,27 @@ def documents_or_files(paths: list[Path], lines: bool, doc_sep: str | None, enco
     return TextFiles(tuple(paths), encoding, errors), [str(p) for p in paths]
 
 
-def corpus_from_docs(docs: list[str], vocab: Vocab | None, val_frac: float, whole: bool, seed: int,
-                     max_vocab: int = 20_000) -> Corpus:
-    """A corpus held in memory (standard input, --lines, --doc-sep, library callers)."""
+def fit_vocab(chars: set[str], vocab: Vocab | None, grow: bool, max_vocab: int) -> Vocab:
+    """The vocabulary to encode a corpus of these distinct characters with: its own (no vocab given);
+    the given one (a resumed run's) when it covers them; with `grow`, the given one (a base model's,
+    --init) with the characters it lacks appended in code point order, every existing id kept."""
     if vocab is None:
-        vocab = Vocab.from_texts(docs)
-        check_vocab_size(vocab, max_vocab)
-    elif any(vocab.missing(d) for d in docs):
-        raise UsageError("the corpus has characters the checkpoint's vocabulary lacks; start a new run")
+        vocab = Vocab(sorted(chars))
+    else:
+        new = sorted(chars.difference(vocab.chars))
+        if not new:
+            return vocab
+        if not grow:
+            raise UsageError("the corpus has characters the checkpoint's vocabulary lacks; start a new run")
+        vocab = Vocab(vocab.chars + tuple(new))
+    check_vocab_size(vocab, max_vocab)
+    return vocab
+
+
+def corpus_from_docs(docs: list[str], vocab: Vocab | None, val_frac: float, whole: bool, seed: int,
+                     max_vocab: int = 20_000, grow: bool = False) -> Corpus:
+    """A corpus held in memory (standard input, --lines, --doc-sep, library callers); vocab and grow as fit_vocab."""
+    vocab = fit_vocab(set().union(*docs), vocab, grow, max_vocab)
     split = split_documents(docs, vocab, val_frac, whole=whole, seed=seed)
     dtype = token_dtype(len(vocab))
     return Corpus(vocab=vocab, train=split.train.astype(dtype), val=split.val.astype(dtype), fingerprint=fingerprint(docs),
@@ -176,11 +189,11 @@ def _stat_key(paths: list[Path]) -> list:
 
 def prepare_corpus(paths: list[Path], cache_dir: Path, val_frac: float, encoding: str = "utf-8", errors: str = "strict",
                    vocab: Vocab | None = None, max_vocab: int = 20_000,
-                   progress: Callable[[str, int, int], None] | None = None) -> Corpus:
+                   progress: Callable[[str, int, int], None] | None = None, grow: bool = False) -> Corpus:
     """Encode text files (each a document) into train/val token files under cache_dir (a folder in
     the run directory, made once the input has passed every check), or reuse them.
 
-    vocab: encode with this vocabulary (a resumed run's); by default the corpus's own characters.
+    vocab, grow: as fit_vocab (a resumed run's vocabulary, or a base model's to grow); by default the corpus's own.
     progress(stage, done_bytes, total_bytes) is called as the files are read.
     """
     check_decoding(encoding, errors)
@@ -190,7 +203,7 @@ def prepare_corpus(paths: list[Path], cache_dir: Path, val_frac: float, encoding
         check_text_file(p)
     settings = {"version": CACHE_VERSION, "encoding": encoding, "errors": errors, "val_frac": val_frac}
     meta_path = cache_dir / "corpus.json"
-    meta = _cached_meta(meta_path, settings, vocab)
+    meta = _cached_meta(meta_path, settings, vocab, grow)
     if meta and meta["stat"] == _stat_key(paths):
         return _open(cache_dir, meta)  # untouched files: no need to read them
     ticker = _Ticker(progress, sum(p.stat().st_size for p in paths))
@@ -199,7 +212,7 @@ def prepare_corpus(paths: list[Path], cache_dir: Path, val_frac: float, encoding
         meta["stat"] = _stat_key(paths)  # touched, not changed
         _write_json(meta_path, meta)
         return _open(cache_dir, meta)
-    vocab = _corpus_vocab(scan, vocab, max_vocab)
+    vocab = fit_vocab({chr(c) for c in scan.codes}, vocab, grow, max_vocab)
     ks = [n - int(round(n * val_frac)) for n in scan.chars]  # as split_documents: the last val_frac is held out
     check_split(val_frac, val_len=sum(n - k + 1 for n, k in zip(scan.chars, ks, strict=True) if k < n),
                 train_text=sum(ks))
@@ -235,25 +248,18 @@ class _Ticker:
         return tick
 
 
-def _cached_meta(meta_path: Path, settings: dict, vocab: Vocab | None) -> dict | None:
-    """The cache's record when it was made with these settings (and this vocabulary, if given), else None."""
+def _cached_meta(meta_path: Path, settings: dict, vocab: Vocab | None, grow: bool) -> dict | None:
+    """The cache's record when it was made with these settings (and this vocabulary, if given, or with grow
+    one that extends it), else None."""
     try:
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
     except (OSError, ValueError):
         return None  # a damaged cache is rebuilt
-    if meta and vocab is not None and meta.get("vocab") != "".join(vocab.chars):
-        return None  # encoded with other ids (resume --force on another corpus): encode again
+    if meta and vocab is not None:
+        ours, theirs = "".join(vocab.chars), meta.get("vocab", "")
+        if not (theirs.startswith(ours) if grow else theirs == ours):
+            return None  # encoded with other ids (resume --force on another corpus, another base): encode again
     return meta if meta and meta["settings"] == settings else None
-
-
-def _corpus_vocab(scan: _Scan, vocab: Vocab | None, max_vocab: int) -> Vocab:
-    """The corpus's own vocabulary, or the given one when it covers every character."""
-    if vocab is None:
-        vocab = Vocab([chr(c) for c in scan.codes])
-        check_vocab_size(vocab, max_vocab)
-    elif any(chr(c) not in vocab for c in scan.codes):
-        raise UsageError("the corpus has characters the checkpoint's vocabulary lacks; start a new run")
-    return vocab
 
 
 def _encode(paths: list[Path], chars: list[int], ks: list[int], vocab: Vocab, dtype: np.dtype, cache_dir: Path, encoding: str,

@@ -52,5 +52,21 @@ def describe(ckpt: dict) -> list[tuple[str, str]]:
         ("corpus", f"{', '.join(corpus['files'])}: {corpus['documents']} document(s), {corpus['chars']:,} chars "
                    f"({corpus['train_chars']:,} train, {corpus['val_chars']:,} validation)"),
         ("fingerprint", f"sha256 {corpus['fingerprint']}"),
+        *_lineage_rows(ckpt.get("base"), vocab),
         ("format", f"{ckpt['format']} v{ckpt['version']}"),
     ]
+
+
+def _lineage_rows(base: dict | None, vocab: list[str]) -> list[tuple[str, str]]:
+    """A fine-tuned model's base (--init): the checkpoint, its corpus and the characters added; each earlier base too."""
+    rows = []
+    while base:
+        added = vocab[base["vocab_size"] - 1 :] if len(rows) == 0 else []
+        best = base.get("best_val")
+        rows.append(("fine-tuned from" if not rows else "which came from",
+                     f"{base['checkpoint']} (sha256 {base['sha256'][:16]}…, step {base.get('step') or 0:,}"
+                     + (f", best val {best:.4f}" if best is not None and math.isfinite(best) else "") + "), trained on "
+                     f"{', '.join(base['corpus_files']) or '?'} (sha256 {str(base['corpus_fingerprint'])[:16]}…)"
+                     + (f"; added {len(added)} char(s): {''.join(added)!r}" if added else "")))
+        base = base.get("base")
+    return rows

@@ -17,11 +17,12 @@ import torch
 from . import checkpoint as ckpt_io
 from . import distributed as dist_
 from .batching import fit_batch_shape
-from .config import ModelConfig, Regularisation, TrainConfig
+from .config import FINETUNE_LR, LR, ModelConfig, Regularisation, TrainConfig
 from .corpus import Corpus, TextFiles, corpus_from_docs, prepare_corpus
 from .data import Vocab
 from .distributed import World
 from .errors import CharRNNError, UsageError
+from .finetune import Base, grown_weights, load_base, refuse_shape_flags
 from .runtime import autocast, autocast_dtype
 
 
@@ -37,19 +38,30 @@ class Run:
     device: torch.device
     prev: dict | None
     sizing_seconds: float  # choosing the size is part of the budget
+    init_weights: dict | None = None  # a fine-tuned run's starting weights (--init), vocabulary grown
 
 
 def set_up(docs: list[str] | TextFiles, model_cfg: dict, cfg: TrainConfig, out: Path, sources: list[str] | None,
-           resume: bool, force: bool, doc_mode: dict | None, world: World, rep) -> Run:
-    """Check the options, restore a resumed run's settings, prepare the corpus and choose the model."""
+           resume: bool, force: bool, doc_mode: dict | None, world: World, rep, init: str | None = None) -> Run:
+    """Check the options, restore a resumed run's settings (or load the base of --init), prepare the corpus
+    and choose the model."""
     device = world.device(cfg.device)
-    check_options(cfg, model_cfg, device)
     prev = load_for_resume(out) if resume else None
+    base = start_from(init, prev, model_cfg, out)
+    if cfg.lr is None:
+        cfg = replace(cfg, lr=LR if base is None else FINETUNE_LR)
+    check_options(cfg, model_cfg, device)
     vocab = model_config = None
     if prev is not None:
         vocab, model_config = Vocab(prev["vocab"]), ModelConfig(**prev["model_config"])
         cfg = resumed_config(prev, cfg)
-    split = prepare_data(docs, vocab, cfg, out, world, rep)
+    elif base is not None:
+        vocab = base.vocab
+    split = prepare_data(docs, vocab, cfg, out, world, rep, grow=base is not None)
+    if base is not None:
+        added = split.vocab.chars[len(base.vocab.chars):]
+        rep.message(f"--init: starting from {base.path} ({base.model_config.layers} x {base.model_config.hidden}); "
+                    + (f"{len(added)} new character(s) added: {''.join(added)!r}" if added else "no new characters"))
     if prev is not None:
         refuse_contradictions(prev, split.fingerprint, model_cfg, force)
     if world.parallel and len(split.train) - 1 - cfg.seq_len < cfg.batch_size * world.size * cfg.seq_len:
@@ -61,14 +73,35 @@ def set_up(docs: list[str] | TextFiles, model_cfg: dict, cfg: TrainConfig, out: 
     t0 = time.perf_counter()
     if model_config is None:  # measured speeds differ between processes: rank 0 chooses for all
         if world.main:
-            model_config = new_model_config(model_cfg, len(split.vocab), len(split.train), cfg, device, rep,
-                                            world.size)
+            model_config = new_model_config(model_cfg, len(split.vocab), len(split.train), cfg, device, rep, world.size,
+                                            base=base)
         model_config = dist_.from_main(world, model_config)
     if isinstance(docs, TextFiles):
         sources = sources or [str(p) for p in docs.paths]
     sources = sources or [f"<document {i}>" for i in range(len(docs))]
-    return Run(out, cfg, model_config, split, corpus_record(split, model_config, cfg, sources, doc_mode), device, prev,
-               time.perf_counter() - t0 if prev is None else 0.0)
+    record = corpus_record(split, model_config, cfg, sources, doc_mode)
+    lineage = base.lineage if base is not None else (prev or {}).get("base")
+    if lineage:
+        record["base"] = lineage
+    return Run(out, cfg, model_config, split, record, device, prev, time.perf_counter() - t0 if prev is None else 0.0,
+               init_weights=None if base is None else grown_weights(base, split.vocab))
+
+
+def start_from(init: str | None, prev: dict | None, given: dict, out: Path) -> Base | None:
+    """The base a new run starts from (--init), checked against the flags given; None for a run from scratch,
+    and for --resume of a run that --init started (it continues the fine-tuning, not the base)."""
+    if init is None:
+        return None
+    base = load_base(init)
+    if prev is not None:
+        started = (prev.get("base") or {}).get("sha256")
+        if started != base.lineage["sha256"]:
+            began = f"it started from {prev['base']['checkpoint']}" if started else "it was trained from scratch"
+            raise UsageError(f"--init with --resume: the run in {out} did not start from {base.path} ({began}); "
+                             "drop --init to continue it, or give a new --out to fine-tune")
+        return None
+    refuse_shape_flags(given, base)
+    return base
 
 
 def check_options(cfg: TrainConfig, model_cfg: dict, device: torch.device) -> None:
@@ -116,14 +149,15 @@ def refuse_contradictions(prev: dict, fp: str, model_cfg: dict, force: bool) -> 
 
 
 def prepare_data(docs: list[str] | TextFiles, vocab: Vocab | None, cfg: TrainConfig, out: Path, world: World,
-                 rep) -> Corpus:
-    """The corpus in memory (documents) or streamed into a token cache in out/corpus (files)."""
+                 rep, grow: bool = False) -> Corpus:
+    """The corpus in memory (documents) or streamed into a token cache in out/corpus (files); vocab and
+    grow as corpus.fit_vocab."""
     if not isinstance(docs, TextFiles):
-        return corpus_from_docs(docs, vocab, cfg.val_frac, cfg.whole_documents, cfg.seed, cfg.max_vocab)
+        return corpus_from_docs(docs, vocab, cfg.val_frac, cfg.whole_documents, cfg.seed, cfg.max_vocab, grow=grow)
 
     def prepare():
         return prepare_corpus(list(docs.paths), out / "corpus", cfg.val_frac, docs.encoding, docs.errors, vocab=vocab,
-                              max_vocab=cfg.max_vocab, progress=rep.reading)
+                              max_vocab=cfg.max_vocab, progress=rep.reading, grow=grow)
 
     if world.parallel:  # rank 0 encodes; the others then find the cache (and the same errors)
         error = None
@@ -139,34 +173,38 @@ def prepare_data(docs: list[str] | TextFiles, vocab: Vocab | None, cfg: TrainCon
 
 
 def new_model_config(given: dict, vocab_size: int, train_chars: int, cfg: TrainConfig, device: torch.device,
-                     rep, processes: int = 1) -> ModelConfig:
-    """The model for a new run: the fields in `given`, the rest from ModelConfig's defaults.
+                     rep, processes: int = 1, base: Base | None = None) -> ModelConfig:
+    """The model for a new run: the fields in `given`, the rest from ModelConfig's defaults, or with
+    `base` (--init) the base's shape with the grown vocabulary.
 
-    Under a time budget with neither layers nor hidden given, the size (and its regularisation,
-    unless given) is the one sizing.choose_model finds the budget can train well on this device.
-    With any other budget and neither --dropout nor --weight-drop, both follow the passes over the
-    training text that the budget buys (sizing.regularisation_for); without a budget they are
-    ModelConfig's defaults. Either one given sets the other to its default: they are chosen together.
+    Under a time budget with neither layers nor hidden given (and no base), the size (and its
+    regularisation, unless given) is the one sizing.choose_model finds the budget can train well on
+    this device. With any other budget and neither --dropout nor --weight-drop, both follow the
+    passes over the training text that the budget buys (sizing.regularisation_for); without a budget
+    they are ModelConfig's defaults. Either one given sets the other to its default: they are chosen together.
     """
     from . import sizing
 
-    base = ModelConfig(vocab_size=vocab_size, **given)
+    if base is not None:
+        kept = {k: v for k, v in base.model_config.to_dict().items() if k not in ("vocab_size", "dropout", "weight_drop")}
+        given = {**kept, **given}
+    model = ModelConfig(vocab_size=vocab_size, **given)
     chosen_by_hand = "dropout" in given or "weight_drop" in given
     if cfg.time_budget and "layers" not in given and "hidden" not in given:
         with autocast(device, autocast_dtype(cfg.precision, device)):
             # One process's speed: under torchrun the size (and its regularisation) is chosen as for one.
-            pick = sizing.choose_model(base, train_chars, cfg.time_budget, cfg.batch_size, cfg.seq_len, device)
+            pick = sizing.choose_model(model, train_chars, cfg.time_budget, cfg.batch_size, cfg.seq_len, device)
         rep.message(f"--time {cfg.time_budget:g}s: chose {pick.layers} x {pick.hidden} ({pick.params:,} parameters): "
                     f"{pick.reason}. Give --layers/--hidden/--dropout/--weight-drop to choose yourself")
-        sized = replace(base, layers=pick.layers, hidden=pick.hidden)
+        sized = replace(model, layers=pick.layers, hidden=pick.hidden)
         return sized if chosen_by_hand else _regularised(sized, pick.regularisation)
-    passes = None if chosen_by_hand else budget_passes(base, train_chars, cfg, device, processes)
+    passes = None if chosen_by_hand else budget_passes(model, train_chars, cfg, device, processes)
     if passes is None:
-        return base
+        return model
     reg = sizing.regularisation_for(passes)
     rep.message(f"{reg.describe()}: the budget reads the training text ~{passes:.1f} times "
                 "(give --dropout or --weight-drop to choose)")
-    return _regularised(base, reg)
+    return _regularised(model, reg)
 
 
 def _regularised(model: ModelConfig, reg: Regularisation) -> ModelConfig:

@@ -20,7 +20,7 @@ from .trainer import Reporter, Trainer, TrainResult
 def train(docs: list[str] | TextFiles, model_cfg: dict, cfg: TrainConfig, out_dir: str | Path, *,
           sources: list[str] | None = None, resume: bool = False, force: bool = False, reporter: Reporter | None = None,
           sample_every_eval: int = 200, doc_mode: dict | None = None, world: World = SOLO,
-          plot: bool = False) -> TrainResult:
+          plot: bool = False, init: str | Path | None = None) -> TrainResult:
     """Train a model on `docs` and write checkpoints to `out_dir`.
 
     docs: documents in memory (EOS follows each), or TextFiles, streamed from disk into token
@@ -30,9 +30,12 @@ def train(docs: list[str] | TextFiles, model_cfg: dict, cfg: TrainConfig, out_di
     Writes best.pt (lowest validation loss), last.pt (the latest state, for --resume) and
     metrics.jsonl (one JSON object per evaluation). Returns when the budget is spent, patience runs out, or Ctrl-C is pressed.
     plot: also draw loss.png in out_dir at each evaluation, when matplotlib is installed.
+    init: start from this trained model (a .pt file, a run directory, or 'base' for the bundled one)
+    instead of fresh weights; its shape is kept and its vocabulary grown (finetune.py).
     world: this process's place among torchrun's processes (distributed.from_env); each rank trains
     cfg.batch_size streams of the world's batch_size x size, and rank 0 alone writes files.
     """
     rep = reporter or Reporter()
-    run = set_up(docs, model_cfg, cfg, Path(out_dir), sources, resume, force, doc_mode, world, rep)
+    run = set_up(docs, model_cfg, cfg, Path(out_dir), sources, resume, force, doc_mode, world, rep,
+                 None if init is None else str(init))
     return Trainer(run, rep, world, sample_every_eval, plot).fit()

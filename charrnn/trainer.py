@@ -147,6 +147,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)  # the data order's own generator
         self.model = CharRNN(run.model_config).to(device)
+        if run.init_weights is not None:  # --init: the base's weights, not a fresh initialisation
+            self.model.load_state_dict(run.init_weights)
         if world.parallel:
             torch.manual_seed(cfg.seed + 1 + world.rank)  # same initial weights, but each rank its own dropout masks
         self.opt = _optimizer(self.model, cfg.weight_decay, cfg.lr, device)

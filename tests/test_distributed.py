@@ -82,3 +82,15 @@ def test_resuming_with_another_number_of_processes_is_refused(corpus, tmp_path):
     r = subprocess.run([sys.executable, "-m", "charrnn", "train", str(corpus), "--out", str(run), "--resume", "--steps", "8"],
                        capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 2 and "--nproc_per_node=2" in r.stderr
+
+
+def test_fine_tuning_under_torchrun_matches_one_process(single, tmp_path):
+    text = tmp_path / "new.txt"  # another stretch of the play, with a character the base lacks
+    text.write_text(SHAKESPEARE.read_text(encoding="utf-8")[30_000:50_000].replace("th", "þ"), encoding="utf-8")
+    one, two = tmp_path / "one", tmp_path / "two"
+    charrnn(text, "--init", single, "--batch-size", 8, "--steps", 10, "--out", one, cwd=tmp_path)
+    charrnn(text, "--init", single, "--batch-size", 4, "--steps", 10, "--out", two, procs=2, cwd=tmp_path)
+    assert_same_training(one, two)
+    base_vocab = torch.load(single / "last.pt", weights_only=True)["vocab"]
+    vocab = torch.load(two / "last.pt", weights_only=True)["vocab"]
+    assert vocab[: len(base_vocab)] == base_vocab and "þ" in vocab[len(base_vocab):]

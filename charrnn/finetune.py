@@ -1,0 +1,99 @@
+"""Starting a run from a trained model (`train --init`): its weights, its vocabulary grown by the
+new corpus's characters, and the lineage every checkpoint of the new run records.
+
+The new run takes the base's shape and weights and nothing else: its optimizer, schedule, step
+count, seed and data position are new. Characters of the new corpus that the base lacks are
+appended to its vocabulary, so every old id and the rows behind it stay valid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_checkpoint, resolve_checkpoint
+from .config import ModelConfig
+from .data import Vocab
+from .errors import UsageError
+
+SHAPE_FIELDS = ("cell", "layers", "hidden", "embed")  # fixed by the base: its weights have this shape
+# A new character's output row is the old rows' mean, its bias lowered by log(1 / NEW_CHAR_SHARE). By
+# Jensen's inequality exp(mean logit) <= mean exp(logit), so each new character starts with at most
+# NEW_CHAR_SHARE / (old vocabulary size) of the probability mass, whatever the context: the old
+# characters lose at most that much (tests/test_finetune.py measures it).
+NEW_CHAR_SHARE = 0.05
+
+
+@dataclass(frozen=True)
+class Base:
+    """A trained model to start from: where it is, its vocabulary, shape, weights and lineage."""
+
+    path: Path
+    vocab: Vocab
+    model_config: ModelConfig
+    weights: dict[str, torch.Tensor]
+    lineage: dict  # what the new run's checkpoints record under "base"
+
+
+def load_base(spec: str | Path) -> Base:
+    """The checkpoint `spec` names (a .pt file, a run directory, or 'base' for the bundled model)."""
+    path = resolve_checkpoint(spec)
+    if not path.is_file():
+        raise UsageError(f"--init {spec}: no such checkpoint or run directory; pass a .pt file, a run directory or 'base'")
+    ckpt = load_checkpoint(path)
+    try:
+        vocab, mc = Vocab(ckpt["vocab"]), ModelConfig(**ckpt["model_config"])
+        weights = {k: v.float() for k, v in ckpt["model"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise UsageError(f"--init {path}: the checkpoint is incomplete or inconsistent; use best.pt or last.pt "
+                         "from a charrnn run") from None
+    corpus = ckpt.get("corpus", {})
+    lineage = {"checkpoint": str(path), "sha256": _sha256(path), "step": ckpt.get("progress", {}).get("step"),
+               "best_val": ckpt.get("progress", {}).get("best_val"), "corpus_files": list(corpus.get("files", [])),
+               "corpus_fingerprint": corpus.get("fingerprint"), "vocab_size": len(vocab),
+               "base": ckpt.get("base")}  # the base's own base, for a chain of fine-tunings
+    return Base(path, vocab, mc, weights, lineage)
+
+
+def refuse_shape_flags(given: dict, base: Base) -> None:
+    """Size flags cannot apply to a model whose weights already have a shape."""
+    clash = [k for k in SHAPE_FIELDS if k in given and given[k] != getattr(base.model_config, k)]
+    if clash:
+        have = ", ".join(f"--{k} {getattr(base.model_config, k)}" for k in clash)
+        raise UsageError(f"--init takes the model's shape from {base.path} ({have}); drop "
+                         f"{', '.join('--' + k for k in clash)}")
+
+
+def grown_weights(base: Base, vocab: Vocab) -> dict[str, torch.Tensor]:
+    """The base's weights for `vocab`, which extends the base's (finetune's contract: old ids unchanged).
+
+    A new character's embedding is the mean of the old ones, so the network meets it as an
+    average character; its output row is the mean of the old output rows, its bias lowered so
+    that it starts unlikely (NEW_CHAR_SHARE) and the old characters keep their probabilities.
+    """
+    old, new = len(base.vocab), len(vocab)
+    if vocab.chars[: old - 1] != base.vocab.chars:
+        raise ValueError("the vocabulary does not extend the base's")
+    w = dict(base.weights)
+    if new == old:
+        return w
+    k = new - old
+    emb, head_w, head_b = w["embed.weight"], w["head.weight"], w["head.bias"]
+    rows = slice(1, old)  # the old characters, EOS left out of the means
+    w["embed.weight"] = torch.cat([emb, emb[rows].mean(0, keepdim=True).expand(k, -1)])
+    w["head.weight"] = torch.cat([head_w, head_w[rows].mean(0, keepdim=True).expand(k, -1)])
+    bias = head_b[rows].mean() - math.log(1 / NEW_CHAR_SHARE)
+    w["head.bias"] = torch.cat([head_b, bias.expand(k)])
+    return w
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
