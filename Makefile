@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_CPU ?= torch==2.13.0
 DEMO_TIME ?= 3m
 
-.PHONY: install demo test lint bench bench-quality bench-corpora clean corpora base
+.PHONY: install demo test lint bench bench-quality bench-corpora clean corpora base gpu-check gpu-test gpu-bench gpu-bench-speed gpu-bench-quality
 
 install: $(VENV)/.installed
 
@@ -51,3 +51,23 @@ base: install
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+
+# On a machine with an NVIDIA GPU: the suite with the tests marked cuda, then the GPU benchmark
+# (benchmarks/RESULTS-gpu.json and the GPU section of RESULTS.md). They use that machine's own python3
+# and CUDA build of torch from the source tree (nothing is installed); each target fits one
+# 10-minute command. Without a GPU each says so in one line and exits 0.
+GPU_PYTHON ?= python3
+GPU_RUN = PYTHONPATH=$(CURDIR) $(GPU_PYTHON)
+NO_GPU = ! $(GPU_PYTHON) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null
+NO_GPU_LINE = echo "$@: no CUDA GPU here ($(GPU_PYTHON) finds no torch with CUDA); nothing to run"
+
+gpu-check:
+	@if $(NO_GPU); then $(NO_GPU_LINE); else $(MAKE) --no-print-directory gpu-test gpu-bench; fi
+
+gpu-test:
+	@if $(NO_GPU); then $(NO_GPU_LINE); else $(GPU_RUN) -m pytest -q -rs -p no:cacheprovider; fi
+
+gpu-bench: gpu-bench-speed gpu-bench-quality
+
+gpu-bench-speed gpu-bench-quality:
+	@if $(NO_GPU); then $(NO_GPU_LINE); else $(GPU_RUN) benchmarks/gpu_bench.py $(subst gpu-bench-,,$@); fi

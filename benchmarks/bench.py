@@ -256,6 +256,8 @@ def mark(ok: bool) -> str:
 
 
 def write_results(path: Path, r: dict) -> None:
+    from gpu_bench import gpu_section, load_gpu_results  # it imports this module: not at the top
+
     m, sp, sa, st = r["machine"], r["speed"], r["sampling"], r["startup"]
     q = {row["budget"]: row for row in r["quality"]}
     lines = [
@@ -331,15 +333,7 @@ def write_results(path: Path, r: dict) -> None:
               f"| first sampled character on stdout, process start included (median of 5) | {st['first_char_s']:.2f} s |",
               f"| peak resident memory, training (`--time {r['main_budget']}`) | {q[r['main_budget']]['peak_mib']:,.0f} MiB |",
               f"| peak resident memory, sampling 64 x 5,000 chars | {st['sample_peak_mib']:,.0f} MiB |", "",
-              "## GPU", ""]
-    if r.get("gpu"):
-        g = r["gpu"]
-        lines += [f"On {m['gpu']}: training {g['train']:,.0f} chars/s (default model), sampling one stream "
-                  f"{g['one']:,.0f} chars/s, 64 streams {g['batch64']:,.0f} chars/s."]
-    else:
-        lines += ["Not measured: no GPU on this machine. The CUDA path (cuDNN LSTM, fp16 autocast with loss scaling, "
-                  "fused AdamW, the corpus resident on the GPU, one host sync per 10 steps) is built to be correct "
-                  "by construction but has not been run."]
+              *gpu_section(load_gpu_results())]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -379,13 +373,6 @@ def main() -> None:
         [sys.executable, __file__, "--sampling-only", str(main_ckpt), str(r["flops"])] + (["--quick"] if args.quick else []),
         check=True, capture_output=True, text=True).stdout)
     r["startup"] = startup(main_ckpt)
-    if torch.cuda.is_available():
-        gpu = torch.device("cuda")
-        mc = ModelConfig(vocab_size=len(Vocab.from_texts(docs)))
-        step, _ = compare_steps(docs, mc.vocab_size, {"layers": 1, "hidden": 512}, TrainConfig(device="cuda"), 200, 20,
-                                args.work / "speed-gpu", gpu)
-        g = sampling_speed(main_ckpt, gpu, matmul_flops(gpu), args.quick)
-        r["gpu"] = {"train": 32 * 64 / step, "one": g["one"], "batch64": g["batch64"], "model": str(mc)}
     r["wall_min"] = (time.perf_counter() - t_start) / 60
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_results(args.out, r)

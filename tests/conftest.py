@@ -55,6 +55,18 @@ def model_vocab(trained_run):
     return model, vocab
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked cuda run only where CUDA is there (make gpu-check); elsewhere they are skipped, saying why."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="CUDA is not available on this machine; make gpu-check runs these on an NVIDIA GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _no_debug(monkeypatch):
     monkeypatch.delenv("CHARRNN_DEBUG", raising=False)

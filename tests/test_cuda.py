@@ -1,0 +1,133 @@
+"""The CUDA paths, run for real on an NVIDIA GPU (`make gpu-check`); skipped where CUDA is absent.
+
+Each test says what it proves: cuDNN training and every command on a GPU model, fp16 and bf16
+autocast with fp32 master weights (and the fp16 loss scaler saved and resumed), a checkpoint
+written on the GPU read on a CPU with the same logits, Ctrl-C and --resume, NCCL under torchrun,
+--compile, and batched sampling.
+"""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import TINY_MODEL, tiny_config
+from test_trainer import StopAt
+
+from charrnn.checkpoint import load_checkpoint
+from charrnn.config import TrainConfig
+from charrnn.inference import load_model
+from charrnn.train import train
+
+pytestmark = pytest.mark.cuda
+FLAGS = ["--layers", "1", "--hidden", "64", "--embed", "16", "--batch-size", "16", "--seq-len", "32",
+         "--sample-length", "0", "--no-plot", "-q"]
+
+
+def cli(*args, cwd, input=None):
+    return subprocess.run([sys.executable, "-m", "charrnn", *map(str, args)], cwd=cwd, input=input, capture_output=True,
+                          text=True, timeout=600)
+
+
+def cuda_config(**kw) -> TrainConfig:
+    return tiny_config(**{"device": "cuda", "batch_size": 16, **kw})
+
+
+@pytest.fixture(scope="module")
+def gpu_run(tmp_path_factory, corpus_text):
+    """A model trained on the GPU from the command line, default precision (fp16 autocast on CUDA)."""
+    d = tmp_path_factory.mktemp("gpu")
+    (d / "play.txt").write_text(corpus_text, encoding="utf-8")
+    r = cli("train", "play.txt", "--device", "cuda", "--steps", "120", "--eval-every", "40", "--out", "run", *FLAGS, cwd=d)
+    assert r.returncode == 0, r.stderr
+    return d
+
+
+def test_every_command_runs_on_a_gpu_model(gpu_run):
+    ckpt = load_checkpoint(gpu_run / "run" / "best.pt")
+    assert ckpt["train_config"]["device"] == "cuda" and ckpt["progress"]["step"] == 120
+    r = cli("sample", "-c", "run", "--device", "cuda", "--length", "200", "--seed", "1", "--prime", "KING", cwd=gpu_run)
+    assert r.returncode == 0 and r.stdout.startswith("KING") and len(r.stdout) > 150, r.stderr
+    (gpu_run / "held.txt").write_text("ROMEO.\nWhat light through yonder window breaks?\n", encoding="utf-8")
+    r = cli("eval", "-c", "run", "--device", "cuda", "held.txt", "--json", cwd=gpu_run)
+    assert r.returncode == 0 and math.isfinite(json.loads(r.stdout.splitlines()[-1])["nats_per_char"]), r.stderr
+    r = cli("score", "-c", "run", "--device", "cuda", "--json", "-", input="To be, or not to be\n", cwd=gpu_run)
+    assert r.returncode == 0 and json.loads(r.stdout.splitlines()[0])["bpc"] > 0, r.stderr
+    r = cli("inspect", "-c", "run", "--json", "-", input="KING.\n", cwd=gpu_run)  # a GPU checkpoint, read anywhere
+    assert r.returncode == 0 and len(r.stdout.splitlines()) >= 5, r.stderr
+
+
+def test_sampling_256_streams_on_the_gpu(gpu_run):
+    r = cli("sample", "-c", "run", "--device", "cuda", "-n", "256", "--length", "80", "--seed", "2", "--json", cwd=gpu_run)
+    assert r.returncode == 0, r.stderr
+    samples = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(samples) == 256 and len({s["text"] for s in samples}) > 200  # each stream its own draw
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_mixed_precision_trains_fp32_master_weights_and_resumes(tmp_path, corpus_text, precision):
+    cfg = cuda_config(steps=60, eval_every=20, precision=precision)
+    train([corpus_text], TINY_MODEL, cfg, tmp_path, sample_every_eval=0)
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    losses = [m["train_loss"] for m in ckpt["metrics"]]
+    assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0]
+    assert all(t.dtype == torch.float32 for t in ckpt["model"].values())  # master weights stay fp32
+    if precision == "fp16":  # the loss scaler's state travels with the run
+        assert ckpt["scaler"] and ckpt["scaler"]["scale"] > 0
+    train([corpus_text], {}, cuda_config(steps=80, eval_every=20, precision=precision), tmp_path, resume=True,
+          sample_every_eval=0)
+    resumed = load_checkpoint(tmp_path / "last.pt")
+    assert resumed["progress"]["step"] == 80 and math.isfinite(resumed["metrics"][-1]["val_loss"])
+    if precision == "fp16":
+        assert resumed["scaler"]["scale"] > 0
+
+
+def test_a_gpu_checkpoint_gives_the_same_logits_on_the_cpu(tmp_path, corpus_text, monkeypatch):
+    # TF32 off: compare fp32 arithmetic with fp32 arithmetic.
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    train([corpus_text], TINY_MODEL, cuda_config(steps=30, precision="fp32"), tmp_path, sample_every_eval=0)
+    on_gpu, vocab, _ = load_model(tmp_path / "best.pt", torch.device("cuda"))
+    on_cpu, _, _ = load_model(tmp_path / "best.pt", torch.device("cpu"))
+    ids = torch.from_numpy(vocab.encode(corpus_text[:500]))[None]
+    with torch.no_grad():
+        a, b = on_gpu(ids.cuda())[0].cpu(), on_cpu(ids)[0]
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_ctrl_c_then_resume_on_the_gpu_continues_the_run(tmp_path, corpus_text, capsys):
+    cfg = cuda_config(steps=40, eval_every=10, precision="fp32")
+    model_cfg = dict(TINY_MODEL, dropout=0.2)
+    train([corpus_text], model_cfg, cfg, tmp_path / "full", sample_every_eval=0)
+    part = train([corpus_text], model_cfg, cfg, tmp_path / "part", reporter=StopAt(17), sample_every_eval=0)
+    assert part.progress.stopped == "interrupted" and part.progress.step == 17
+    train([corpus_text], {}, TrainConfig(device="cuda"), tmp_path / "part", resume=True, sample_every_eval=0)
+    a, b = load_checkpoint(tmp_path / "full" / "last.pt"), load_checkpoint(tmp_path / "part" / "last.pt")
+    assert a["progress"]["step"] == b["progress"]["step"] == 40
+    identical = all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    if not identical:  # cuDNN may pick non-deterministic kernels: the same run within rounding
+        for k in a["model"]:
+            torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-3, atol=1e-4)
+    with capsys.disabled():
+        print(f"\n  resume on CUDA: {'bit-identical' if identical else 'within tolerance (not bit-identical)'}")
+
+
+def test_torchrun_with_nccl_on_the_gpus_present(tmp_path, corpus_text):
+    n = torch.cuda.device_count()
+    (tmp_path / "play.txt").write_text(corpus_text, encoding="utf-8")
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
+                        "-m", "charrnn", "train", "play.txt", "--device", "cuda", "--steps", "20", "--eval-every", "10",
+                        "--out", "run", *FLAGS], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt.get("world", 1) == n and ckpt["progress"]["step"] == 20
+
+
+def test_compile_on_the_gpu(tmp_path, corpus_text):
+    (tmp_path / "play.txt").write_text(corpus_text, encoding="utf-8")
+    r = cli("train", "play.txt", "--device", "cuda", "--compile", "--steps", "30", "--eval-every", "15", "--out", "run",
+            *FLAGS, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert math.isfinite(load_checkpoint(tmp_path / "run" / "best.pt")["progress"]["best_val"])
