@@ -113,7 +113,7 @@ def sample(
     skip_unknown: bool = typer.Option(False, help="Drop prime characters the model does not know instead of failing."),
     unique: bool = typer.Option(False, help="Drop samples that repeat an earlier one (more are drawn to make up -n)."),
     novel: bool = typer.Option(False, help="Drop samples that are a document of the training corpus (e.g. a known name)."),
-    json_out: bool = opt.json_option("One JSON object per sample: text, prime, ended, seed."),
+    json_out: bool = opt.json_option("One JSON object per sample: text, prime, ended (eos, stop or length), seed."),
     color: bool = typer.Option(False, "--color", help="On a terminal, colour each character by the probability the "
                                "model gave it (green: sure, red: a guess). Ignored when stdout is not a terminal."),
     device: str = opt.device_option("cpu"),

@@ -46,6 +46,11 @@ def parse_duration(text: str | None) -> float | None:
     return total
 
 
+def unescape(text: str) -> str:
+    """--stop's text with \\n, \\t and \\\\ read as a newline, a tab and a backslash (shells pass them literally)."""
+    return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t", "\\": "\\"}.get(m.group(1), m.group(0)), text)
+
+
 def positive_or_none(n: int) -> int | None:
     return n if n > 0 else None
 
@@ -145,6 +150,11 @@ class SampleConfig:
     top_p: float | None = setting(None, "Draw only among the likeliest characters whose mass reaches P.")
     greedy: bool = setting(False, "Always take the most likely character.", flags=("--greedy",))
     num_samples: int = setting(1, "Samples to generate, as one batch.", flags=("--num-samples", "-n"))
+    stop: tuple[str, ...] = setting((), "End a sample as soon as its new text contains TEXT (repeatable); the output "
+                                    "ends just before it (--keep-stop keeps it). Escapes: \\n, \\t.", flags=("--stop",),
+                                    cli_type=list[str], parse=lambda texts: tuple(unescape(t) for t in texts))
+    keep_stop: bool = setting(False, "With --stop: end the output with the stop text instead of just before it.",
+                              flags=("--keep-stop",))
     seed: int | None = setting(None, "Random seed (reported on stderr when not given).")
 
     def validate(self) -> None:
@@ -158,6 +168,8 @@ class SampleConfig:
             raise UsageError(f"--top-k must be at least 1, got {self.top_k}")
         if self.top_p is not None and not (0 < self.top_p <= 1):
             raise UsageError(f"--top-p must be in (0, 1], got {self.top_p}")
+        if any(not s for s in self.stop):
+            raise UsageError("--stop must not be empty: give the text that ends a sample, e.g. --stop '\\n\\n'")
 
 
 @dataclass(frozen=True)

@@ -81,18 +81,19 @@ def write_samples(events, prime: str, n: int, out) -> None:
     out.flush()
 
 
-def write_whole_samples(samples: Iterable[tuple[str, bool]], prime: str, seed: int, as_json: bool, out) -> int:
-    """Print whole samples (text, ended by EOS) as they are accepted: plain or one JSON object each; returns how many."""
+def write_whole_samples(samples: Iterable[tuple[str, str]], prime: str, seed: int, as_json: bool, out) -> int:
+    """Print whole samples (text, why it ended: eos, stop or length) as they are accepted: plain or one JSON
+    object each; returns how many."""
     made = 0
     cut_before = False
-    for text, eos in samples:
+    for text, ended in samples:
         if as_json:
-            record = {"index": made, "text": text, "prime": prime, "ended": "eos" if eos else "length", "seed": seed}
+            record = {"index": made, "text": text, "prime": prime, "ended": ended, "seed": seed}
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
         else:
             out.write(("\n" if cut_before else "") + text + "\n")  # a blank line after a sample cut at --length
         out.flush()
-        cut_before = not eos
+        cut_before = ended == "length"
         made += 1
     return made
 

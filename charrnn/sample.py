@@ -17,7 +17,7 @@ import torch
 from .config import SampleConfig
 from .data import EOS, Vocab, describe_chars, doc_hash, read_text
 from .errors import UsageError
-from .model import CharRNN, select_state
+from .model import CharRNN, State, select_state
 
 
 class Rule:
@@ -108,61 +108,144 @@ def resolve_seed(seed: int | None) -> int:
     return seed if seed is not None else int(torch.randint(0, 2**31 - 1, (1,)).item())
 
 
-def generate(model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig, device: torch.device | str = "cpu",
-             with_prob: bool = False) -> Iterator[tuple]:
-    """Yield (sample index, character) as they are drawn; (index, None) when that sample draws EOS.
+class StopScan:
+    """Watches one sample's new text for the stop strings, holding back what could be the start of one,
+    so that nothing after a stop is ever emitted, even when the stop spans several drawn characters.
 
-    with_prob: yield (index, character, p) instead, p being the probability the model gave the
-    drawn character (at the sampling temperature, before top-k/top-p).
+    feed() takes a drawn character (and its probability) and returns the characters that are now
+    safe to emit, and whether a stop string ended the sample; flush() returns what is held back.
+    """
+
+    def __init__(self, stops: tuple[str, ...], keep: bool):
+        self.stops, self.keep = stops, keep
+        self.held: list[tuple[str, float | None]] = []
+
+    def feed(self, ch: str, p: float | None = None) -> tuple[list[tuple[str, float | None]], bool]:
+        self.held.append((ch, p))
+        text = "".join(c for c, _ in self.held)
+        hits = [(text.find(s), s) for s in self.stops if s in text]
+        if hits:
+            at, stop = min(hits)  # the earliest: every character is checked, so it ends here
+            out, self.held = self.held[: at + (len(stop) if self.keep else 0)], []
+            return out, True
+        # Hold back the longest tail that a stop string could still begin with.
+        tail = next((k for k in range(min(len(text), max(map(len, self.stops)) - 1), 0, -1)
+                     if any(s.startswith(text[-k:]) for s in self.stops)), 0)
+        cut = len(self.held) - tail
+        out, self.held = self.held[:cut], self.held[cut:]
+        return out, False
+
+    def flush(self) -> list[tuple[str, float | None]]:
+        out, self.held = self.held, []
+        return out
+
+
+class Sampler:
+    """Draws cfg.num_samples samples as one batch; events() yields them as they are made.
 
     Every sample starts from EOS (start of a document) followed by `prime`; cfg.length new
-    characters at most are drawn per sample. Within a step, events come in sample order. With
-    a fixed cfg.seed and device, the output is the same on every run.
+    characters at most are drawn per sample. Without a prime EOS cannot be the first draw: a
+    sample is a document, and no corpus has empty ones. A sample ends at EOS, at one of cfg.stop
+    (cut before it, or after it with cfg.keep_stop), or at the length; `ended[i]` says which
+    ("eos", "stop", "length") once sample i is done. With a fixed cfg.seed and device, the output
+    is the same on every run.
     """
-    cfg.validate()
-    check_prime(vocab, prime)
-    was_training = model.training
-    model.eval()
-    # inference_mode wraps the arithmetic only: entered around each `yield`, it would cost more
-    # than a 64-stream step's bookkeeping (it is a context switch per character).
-    try:
-        device = torch.device(device)
-        gen = torch.Generator(device=device).manual_seed(resolve_seed(cfg.seed))
+
+    def __init__(self, model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig, device: torch.device | str = "cpu",
+                 with_prob: bool = False):
+        cfg.validate()
+        check_prime(vocab, prime)
+        self.model, self.vocab, self.prime, self.cfg, self.with_prob = model, vocab, prime, cfg, with_prob
+        self.device = torch.device(device)
+        self.ended: dict[int, str] = {}
+        self.scans = [StopScan(cfg.stop, cfg.keep_stop) for _ in range(cfg.num_samples)] if cfg.stop else None
+
+    def events(self) -> Iterator[tuple]:
+        """Yield (sample index, character) as they are drawn, (index, character, p) with_prob (p: the
+        probability the model gave it at the sampling temperature, before top-k/top-p), and
+        (index, None) when a sample ends before its length. Within a step, events come in sample order."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            yield from self._draw()
+        finally:
+            self.model.train(was_training)
+
+    def _start(self) -> tuple[torch.Tensor, State]:
+        start = torch.tensor([EOS] + self.vocab.encode(self.prime).tolist(), dtype=torch.long, device=self.device)
+        logits, state = self.model(start.expand(self.cfg.num_samples, -1), None)
+        return logits[:, -1], state
+
+    def _draw(self) -> Iterator[tuple]:
+        cfg, chars = self.cfg, self.vocab.chars
+        gen = torch.Generator(device=self.device).manual_seed(resolve_seed(cfg.seed))
+        # inference_mode wraps the arithmetic only: entered around each `yield`, it would cost more
+        # than a 64-stream step's bookkeeping (it is a context switch per character).
         with torch.inference_mode():
-            start = torch.tensor([EOS] + vocab.encode(prime).tolist(), dtype=torch.long, device=device)
-            logits, state = model(start.expand(cfg.num_samples, -1), None)
-            logits = logits[:, -1]
+            logits, state = self._start()
         active = list(range(cfg.num_samples))
-        chars = vocab.chars
-        for _ in range(cfg.length):
+        for step in range(cfg.length):
             with torch.inference_mode():
-                ids = next_ids(logits, cfg, gen)
+                # A first draw of EOS would make an empty document; the probabilities reported stay the model's.
+                empty = step == 0 and not self.prime
+                ids = next_ids(logits.index_fill(1, torch.tensor([EOS], device=self.device), -math.inf) if empty
+                               else logits, cfg, gen)
                 drawn = ids.tolist()
-                if with_prob:
-                    temperature = 1.0 if cfg.greedy else cfg.temperature
-                    probs = torch.softmax(logits.float() / temperature, -1).gather(1, ids[:, None])[:, 0].tolist()
+                probs = self._probs(logits, ids) if self.with_prob else [None] * len(drawn)
             keep = []
             for pos, (i, t) in enumerate(zip(active, drawn, strict=False)):
-                ch = None if t == EOS else chars[t - 1]
-                yield (i, ch, probs[pos]) if with_prob else (i, ch)
-                if ch is not None:
+                if t != EOS and self.scans is None:  # the common case inline: this runs per character and stream
+                    yield (i, chars[t - 1], probs[pos]) if self.with_prob else (i, chars[t - 1])
+                    keep.append(pos)
+                elif (yield from self._emit(i, None if t == EOS else chars[t - 1], probs[pos])):
                     keep.append(pos)
             if not keep:
                 return
             with torch.inference_mode():
                 if len(keep) < len(active):
-                    index = torch.tensor(keep, device=device)
+                    index = torch.tensor(keep, device=self.device)
                     state = select_state(state, index)
                     ids = ids.index_select(0, index)
                     active = [active[p] for p in keep]
-                logits, state = model.step(ids, state)
-    finally:
-        model.train(was_training)
+                logits, state = self.model.step(ids, state)
+        for i in active:  # cut at the length: what a stop scan held back was no stop
+            yield from self._out(i, self.scans[i].flush() if self.scans else [])
+            self.ended[i] = "length"
+
+    def _probs(self, logits: torch.Tensor, ids: torch.Tensor) -> list[float]:
+        temperature = 1.0 if self.cfg.greedy else self.cfg.temperature
+        return torch.softmax(logits.float() / temperature, -1).gather(1, ids[:, None])[:, 0].tolist()
+
+    def _emit(self, i: int, ch: str | None, p: float | None) -> Iterator[tuple]:
+        """Events for sample i's drawn character (None: EOS); returns whether the sample goes on."""
+        if ch is None or self.scans is None:
+            out, stopped = ([(ch, p)] if ch is not None else []), False
+        else:
+            out, stopped = self.scans[i].feed(ch, p)
+        if ch is None and self.scans is not None:
+            out = self.scans[i].flush()
+        yield from self._out(i, out)
+        if ch is None or stopped:
+            self.ended[i] = "eos" if ch is None else "stop"
+            yield (i, None, p if ch is None else None) if self.with_prob else (i, None)
+            return False
+        return True
+
+    def _out(self, i: int, chars: list[tuple[str, float | None]]) -> Iterator[tuple]:
+        for c, p in chars:
+            yield (i, c, p) if self.with_prob else (i, c)
+
+
+def generate(model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig, device: torch.device | str = "cpu",
+             with_prob: bool = False) -> Iterator[tuple]:
+    """Sampler(...).events(): (sample index, character) as they are drawn, (index, None) at an early end."""
+    return Sampler(model, vocab, prime, cfg, device, with_prob).events()
 
 
 def complete_samples(model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig, device: torch.device | str = "cpu",
-                     accept: Callable[[str], bool] | None = None, max_rounds: int = 20) -> Iterator[tuple[str, bool]]:
-    """Yield (text, ended_by_eos) for whole samples, text including the prime, keeping those `accept` takes.
+                     accept: Callable[[str], bool] | None = None, max_rounds: int = 20) -> Iterator[tuple[str, str]]:
+    """Yield (text, why it ended: eos, stop or length) for whole samples, text including the prime, keeping
+    those `accept` takes.
 
     Samples are drawn in batches until cfg.num_samples are accepted or `max_rounds` batches
     are spent (then fewer come out). Round r uses seed cfg.seed + r, so the output is fixed by
@@ -173,16 +256,14 @@ def complete_samples(model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig
         batch = wanted if r == 0 else min(4096, 2 * wanted)
         round_cfg = replace(cfg, num_samples=batch, seed=seed + r)
         texts: list[list[str]] = [[] for _ in range(batch)]
-        ended = [False] * batch
-        for i, ch in generate(model, vocab, prime, round_cfg, device):
-            if ch is None:
-                ended[i] = True
-            else:
+        sampler = Sampler(model, vocab, prime, round_cfg, device)
+        for i, ch in sampler.events():
+            if ch is not None:
                 texts[i].append(ch)
         for i in range(batch):
             text = prime + "".join(texts[i])
             if accept is None or accept(text):
-                yield text, ended[i]
+                yield text, sampler.ended[i]
                 wanted -= 1
                 if wanted == 0:
                     return

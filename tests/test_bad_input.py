@@ -58,6 +58,7 @@ def test_bad_input(tmp_path, files, args, message):
     (["--top-p", "0"], "--top-p must be in (0, 1]"),
     (["--length", "0"], "--length must be at least 1"),
     (["--num-samples", "0"], "--num-samples must be at least 1"),
+    (["--stop", ""], "--stop must not be empty"),
     (["--prime", "ωmega"], "not in the model's vocabulary: 'ω'"),
     (["--device", "quantum"], "not known"),
 ])

@@ -182,6 +182,32 @@ def test_line_corpus_from_stdin_gives_one_sample_per_line(names_run):
     assert sum(line[0].isupper() for line in lines[:-1]) >= 8, lines
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_line_model_never_writes_an_empty_document(names_run, seed):
+    for mode in ([], ["--greedy"], ["--top-p", "0.5"], ["--json"], ["--novel"]):
+        r = run("sample", "-c", "names", "-n", "200", "--seed", seed, "-q", *mode, cwd=names_run)
+        assert r.returncode == 0, r.stderr
+        lines = [json.loads(x)["text"] for x in r.stdout.splitlines()] if mode == ["--json"] else r.stdout.splitlines()
+        assert len(lines) == 200 and all(line.strip() for line in lines), (mode, [x for x in lines if not x.strip()])
+
+
+def test_stop_strings_end_samples_and_never_leak_while_streaming(names_run):
+    # 'a' then 'n' is common in names: the stop spans two drawn characters.
+    r = run("sample", "-c", "names", "-n", "50", "--seed", "4", "--stop", "an", "-q", cwd=names_run)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 50 and not any("an" in x for x in lines)
+    kept = run("sample", "-c", "names", "-n", "50", "--seed", "4", "--stop", "an", "--keep-stop", "--json", "-q",
+               cwd=names_run)
+    records = [json.loads(x) for x in kept.stdout.splitlines()]
+    assert {rec["ended"] for rec in records} <= {"stop", "eos", "length"} and any(rec["ended"] == "stop" for rec in records)
+    for rec, line in zip(records, lines, strict=True):  # the same draws: kept text = cut text + the stop
+        assert rec["text"] == (line + "an" if rec["ended"] == "stop" else line)
+    never = run("sample", "-c", "names", "-n", "5", "--seed", "4", "--stop", "qqq", "--stop", "\\n", "-q", cwd=names_run)
+    assert never.stdout.splitlines() == run("sample", "-c", "names", "-n", "5", "--seed", "4", "-q",
+                                            cwd=names_run).stdout.splitlines()
+
+
 def test_prime_from_stdin_and_file(names_run):
     (names_run / "prime.txt").write_text("Mar", encoding="utf-8")
     a = run("sample", "-c", "names", "--prime", "-", "-n", "3", "--seed", "2", cwd=names_run, input="Mar")

@@ -1,6 +1,7 @@
 """Behaviour kept across restructuring: every command's output equals the goldens recorded before it.
 
-The goldens (tests/golden/outputs.json) were recorded by the code before issue 11's restructuring;
+The goldens (tests/golden/outputs.json) were recorded by the code before issue 11's restructuring (outputs
+re-recorded, old checkpoints kept, when issue 15 made EOS undrawable as a primeless sample's first character);
 the old code's checkpoints in tests/golden/ must still load, sample and resume. Exact float
 results depend on the CPU's instruction set and torch's version, hence the platform check.
 """

@@ -3,7 +3,7 @@ import torch
 
 from charrnn.data import EOS
 from charrnn.errors import UsageError
-from charrnn.sample import SampleConfig, generate, next_ids
+from charrnn.sample import SampleConfig, Sampler, StopScan, generate, next_ids
 
 
 def text_of(events, n=1):
@@ -46,10 +46,16 @@ def test_eos_stops_a_sample(model_vocab):
         model.head.bias[EOS] += 1000.0  # the model now always ends the document
     try:
         events = list(generate(model, vocab, "", SampleConfig(length=50, seed=0, num_samples=2)))
+        primed = list(generate(model, vocab, "KING", SampleConfig(length=50, seed=0)))
+        greedy = list(generate(model, vocab, "", SampleConfig(length=50, greedy=True, top_k=3, num_samples=2)))
     finally:
         with torch.no_grad():
             model.head.bias[EOS] -= 1000.0
-    assert events == [(0, None), (1, None)]
+    # A document is never empty: without a prime the first draw is a character, whatever the mode;
+    # after it (or after a prime) EOS ends the sample.
+    for evs in (events, greedy):
+        assert [i for i, _ in evs] == [0, 1, 0, 1] and evs[0][1] and evs[1][1] and evs[2:] == [(0, None), (1, None)]
+    assert primed == [(0, None)]
 
 
 def test_length_counts_new_characters_only(model_vocab):
@@ -127,3 +133,42 @@ def test_batched_samples_print_in_order_while_streaming():
     out = io.StringIO()
     write_samples(iter([(0, "x"), (0, "y")]), "", 1, out)
     assert out.getvalue() == "xy\n"
+
+
+def _scan(stops, text, keep=False):
+    """Feed `text` to a StopScan one character at a time: (what was emitted at each step, stopped, held at the end)."""
+    scan, steps = StopScan(tuple(stops), keep), []
+    for ch in text:
+        out, stopped = scan.feed(ch)
+        steps.append("".join(c for c, _ in out))
+        if stopped:
+            return steps, True, ""
+    return steps, False, "".join(c for c, _ in scan.flush())
+
+
+def test_a_stop_split_across_steps_is_held_back_and_never_emitted():
+    steps, stopped, _ = _scan(["\n\n"], "ab\ncd\n\nef")
+    assert stopped and "".join(steps) == "ab\ncd"
+    assert steps[2] == "" and steps[3] == "\nc"  # the lone newline waits until it cannot start the stop
+    steps, stopped, _ = _scan(["END"], "xxENDyy", keep=True)
+    assert stopped and "".join(steps) == "xxEND"
+
+
+def test_stops_that_never_occur_lose_nothing_and_the_earliest_stop_wins():
+    steps, stopped, held = _scan(["abc", "zz"], "ababab")
+    assert not stopped and "".join(steps) + held == "ababab" and held == "ab"
+    steps, stopped, _ = _scan(["bcd", "c"], "abcd")  # 'c' ends first
+    assert stopped and "".join(steps) == "ab"
+    steps, stopped, _ = _scan(["aab"], "aaab")  # overlapping prefixes
+    assert stopped and "".join(steps) == "a"
+
+
+def test_generate_ends_samples_at_a_stop_and_says_why(model_vocab):
+    model, vocab = model_vocab
+    cfg = SampleConfig(length=300, seed=7, num_samples=6, stop=("e ",))
+    sampler = Sampler(model, vocab, "", cfg)
+    texts = [""] * 6
+    for i, c in sampler.events():
+        texts[i] += c or ""
+    assert all("e " not in t for t in texts)
+    assert set(sampler.ended) == set(range(6)) and "stop" in sampler.ended.values()
