@@ -26,16 +26,16 @@ app = typer.Typer(
 )
 
 
-def _model(checkpoint: Path | None, device: str = "cpu", threads: int | None = None):
+def _model(checkpoint: Path | None, device: str = "cpu", threads: int | None = None, quiet: bool = False):
     """(path, model, vocab, raw checkpoint) for the commands that use a trained model; with no -c and no run
-    under checkpoints/, the bundled base model, said on stderr."""
+    under checkpoints/, the bundled base model, said on stderr unless quiet."""
     from .checkpoint import BUNDLED, resolve_checkpoint
     from .inference import load_model
     from .runtime import pick_device, set_threads
 
     set_threads(threads)
     path = resolve_checkpoint(checkpoint, bundled_fallback=True)
-    if checkpoint is None and path == BUNDLED:
+    if checkpoint is None and path == BUNDLED and not quiet:
         stderr_console().print("[dim]no trained model under checkpoints/: using the bundled base model (Shakespeare and "
                                "names; charrnn info -c base); train your own with charrnn train FILE[/]")
     return (path, *load_model(path, pick_device(device)))
@@ -131,7 +131,7 @@ def sample(
 
     cfg.validate()
     prime = read_prime(prime, prime_file)
-    path, model, vocab, ckpt = _model(checkpoint, device, threads)
+    path, model, vocab, ckpt = _model(checkpoint, device, threads, quiet)
     if skip_unknown:
         prime = "".join(c for c in prime if c in vocab)
     check_prime(vocab, prime)

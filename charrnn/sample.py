@@ -218,12 +218,12 @@ class Sampler:
 
     def _emit(self, i: int, ch: str | None, p: float | None) -> Iterator[tuple]:
         """Events for sample i's drawn character (None: EOS); returns whether the sample goes on."""
-        if ch is None or self.scans is None:
-            out, stopped = ([(ch, p)] if ch is not None else []), False
+        if ch is None:  # EOS: what a stop scan held back was no stop
+            out, stopped = (self.scans[i].flush() if self.scans else []), False
+        elif self.scans is None:
+            out, stopped = [(ch, p)], False
         else:
             out, stopped = self.scans[i].feed(ch, p)
-        if ch is None and self.scans is not None:
-            out = self.scans[i].flush()
         yield from self._out(i, out)
         if ch is None or stopped:
             self.ended[i] = "eos" if ch is None else "stop"

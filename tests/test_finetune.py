@@ -151,6 +151,8 @@ def test_the_bundled_model_samples_with_no_run_and_fine_tunes_as_base(tmp_path, 
     r = cli("sample", "-n", "3", "--length", "60", "--seed", "1", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "bundled base model" in r.stderr and len(r.stdout.strip()) > 60
+    quiet = cli("sample", "-n", "3", "--length", "60", "--seed", "1", "-q", cwd=tmp_path)
+    assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == r.stdout
     (tmp_path / "b.txt").write_text(with_new_chars(corpus_text[:5000], corpus_text), encoding="utf-8")
     r = cli("train", "b.txt", "--init", "base", "--steps", "3", "--eval-every", "3", "--sample-length", "0", "--no-plot",
             cwd=tmp_path)
