@@ -26,6 +26,7 @@ from bench import CHARRNN, machine  # noqa: E402
 from corpus_set import DATA, build  # noqa: E402
 
 from charrnn.checkpoint import bundled_model, load_checkpoint  # noqa: E402
+from charrnn.config import ModelConfig  # noqa: E402
 
 # name -> (source file in the set, which part, train flags); cut at line ends.
 SMALL = {
@@ -59,8 +60,7 @@ def run_one(small: Path, flags: list[str], init: bool, out: Path) -> dict:
                              "--temperature", "0.8"] + (["-n", "6"] if "--lines" in flags else []),
                             check=True, capture_output=True, text=True).stdout
     return {"val_loss": best["val_loss"], "best_step": best["step"], "steps": metrics[-1]["step"],
-            "model": f"{mc['layers']} x {mc['hidden']}, dropout {mc['dropout']}" +
-                     (f", weight drop {mc['weight_drop']}" if mc.get("weight_drop") else ""),
+            "model": f"{mc['layers']} x {mc['hidden']}, {ModelConfig(**mc).regularisation.describe()}",
             "vocab": mc["vocab_size"], "wall_s": wall, "sample": sample}
 
 

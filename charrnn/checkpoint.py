@@ -14,6 +14,7 @@ Layout (a plain dict of tensors, numbers, strings, lists and dicts):
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pickle
 import tempfile
@@ -105,6 +106,15 @@ def load_checkpoint(path: str | Path) -> dict:
             f"{path}: checkpoint format version {version} is newer than this charrnn reads ({FORMAT_VERSION}); upgrade charrnn"
         )
     return ckpt
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file's bytes, read in blocks: what names a checkpoint in a fine-tuned run's lineage."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def bundled_model() -> Path:

@@ -8,14 +8,13 @@ appended to its vocabulary, so every old id and the rows behind it stay valid.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .checkpoint import load_checkpoint, resolve_checkpoint
+from .checkpoint import file_sha256, load_checkpoint, resolve_checkpoint
 from .config import ModelConfig
 from .data import Vocab
 from .errors import UsageError
@@ -52,7 +51,7 @@ def load_base(spec: str | Path) -> Base:
         raise UsageError(f"--init {path}: the checkpoint is incomplete or inconsistent; use best.pt or last.pt "
                          "from a charrnn run") from None
     corpus = ckpt.get("corpus", {})
-    lineage = {"checkpoint": str(path), "sha256": _sha256(path), "step": ckpt.get("progress", {}).get("step"),
+    lineage = {"checkpoint": str(path), "sha256": file_sha256(path), "step": ckpt.get("progress", {}).get("step"),
                "best_val": ckpt.get("progress", {}).get("best_val"), "corpus_files": list(corpus.get("files", [])),
                "corpus_fingerprint": corpus.get("fingerprint"), "vocab_size": len(vocab),
                "base": ckpt.get("base")}  # the base's own base, for a chain of fine-tunings
@@ -90,10 +89,3 @@ def grown_weights(base: Base, vocab: Vocab) -> dict[str, torch.Tensor]:
     w["head.bias"] = torch.cat([head_b, bias.expand(k)])
     return w
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

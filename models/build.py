@@ -13,7 +13,6 @@ precisions, and models/README.md records them), no optimizer state, no RNG or ca
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from charrnn.checkpoint import BUNDLED, load_checkpoint, save_checkpoint  # noqa: E402
+from charrnn.checkpoint import BUNDLED, file_sha256, load_checkpoint, save_checkpoint  # noqa: E402
 
 CORPORA = ["corpora/shakespeare.txt", "corpora/names.txt"]
 VAL_FRAC = 0.02
@@ -67,7 +66,7 @@ def main() -> None:
         BUNDLED.parent.mkdir(parents=True, exist_ok=True)
         slim(run / "best.pt", BUNDLED)
         full, half = validation_loss(run / "best.pt", work), validation_loss(BUNDLED, work)
-    sha = hashlib.sha256(BUNDLED.read_bytes()).hexdigest()
+    sha = file_sha256(BUNDLED)
     print(json.dumps({"file": str(BUNDLED.relative_to(ROOT)), "bytes": BUNDLED.stat().st_size, "sha256": sha,
                       "val_nats_per_char_fp32": round(full, 4), "val_nats_per_char_fp16": round(half, 4),
                       "fp16_cost": round(half - full, 4)}, indent=1))
