@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_CPU ?= torch==2.13.0
 DEMO_TIME ?= 3m
 
-.PHONY: install demo test lint bench bench-quality bench-corpora clean corpora base gpu-check gpu-test gpu-bench gpu-bench-speed gpu-bench-quality
+.PHONY: install demo test test-browser lint bench bench-serve bench-quality bench-corpora clean corpora base gpu-check gpu-test gpu-bench gpu-bench-speed gpu-bench-quality
 
 install: $(VENV)/.installed
 
@@ -24,11 +24,24 @@ demo: install
 test: install
 	$(BIN)/python -m pytest
 
+# serve's page in headless chromium (tests/test_page.py; make test runs them too where chromium is installed):
+# installs Debian's chromium and chromedriver first if missing, and saves the README's screenshot.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+test-browser: install
+	if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+		$(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; fi
+	CHARRNN_SCREENSHOT=docs/serve-page.png $(BIN)/python -m pytest tests/test_page.py -rs
+
 # Speed, quality at 2 and 10 minutes, start-up and memory (benchmarks/RESULTS.md, ~20 min on 2 cores), then
-# fine-tuning from the bundled base against training from scratch on small corpora (FINETUNE.md, ~7 min).
+# fine-tuning from the bundled base against training from scratch on small corpora (FINETUNE.md, ~7 min),
+# then serve's throughput with 1 and 16 clients against in-process sampling (SERVE.md, ~2 min).
 bench: install
 	$(BIN)/python benchmarks/bench.py
 	$(BIN)/python benchmarks/finetune_set.py
+	$(BIN)/python benchmarks/serve_bench.py
+
+bench-serve: install
+	$(BIN)/python benchmarks/serve_bench.py
 
 # Defaults on five corpora of other kinds (prose, names, fortunes, code, Chinese), built from the package
 # registries into benchmarks/data/ (not committed); writes benchmarks/QUALITY.md (~20 min on 2 cores).

@@ -26,21 +26,6 @@ app = typer.Typer(
 )
 
 
-def _model(checkpoint: Path | None, device: str = "cpu", threads: int | None = None, quiet: bool = False):
-    """(path, model, vocab, raw checkpoint) for the commands that use a trained model; with no -c and no run
-    under checkpoints/, the bundled base model, said on stderr unless quiet."""
-    from .checkpoint import BUNDLED, resolve_checkpoint
-    from .inference import load_model
-    from .runtime import pick_device, set_threads
-
-    set_threads(threads)
-    path = resolve_checkpoint(checkpoint, bundled_fallback=True)
-    if checkpoint is None and path == BUNDLED and not quiet:
-        stderr_console().print("[dim]no trained model under checkpoints/: using the bundled base model (Shakespeare and "
-                               "names; charrnn info -c base); train your own with charrnn train FILE[/]")
-    return (path, *load_model(path, pick_device(device)))
-
-
 @app.command()
 @command
 @opt.from_config(ModelConfig, into="given", given_only=True)
@@ -106,9 +91,8 @@ def train(
 @opt.from_config(SampleConfig, into="cfg")
 def sample(
     checkpoint: Path | None = opt.checkpoint_option(),
-    prime: str = typer.Option(
-        "", help="Text to start from (echoed first); '-' reads it from standard input. (default: start of a document)"
-    ),
+    prime: str = typer.Option("", help="Text to start from (echoed first); '-' reads it from standard input. "
+                              "(default: start of a document)"),
     prime_file: Path | None = typer.Option(None, help="Read the prime from this file (any length, many lines)."),
     skip_unknown: bool = typer.Option(False, help="Drop prime characters the model does not know instead of failing."),
     unique: bool = typer.Option(False, help="Drop samples that repeat an earlier one (more are drawn to make up -n)."),
@@ -127,19 +111,17 @@ def sample(
     """Write new text: stream samples from a trained model to stdout."""
     from . import render
     from .dynamic import adapted_to_prime
+    from .inference import open_model
     from .sample import check_prime, complete_samples, generate, read_prime, resolve_seed, sample_filter
 
     cfg.validate()
     prime = read_prime(prime, prime_file)
-    path, model, vocab, ckpt = _model(checkpoint, device, threads, quiet)
-    if skip_unknown:
-        prime = "".join(c for c in prime if c in vocab)
-    check_prime(vocab, prime)
+    path, model, vocab, ckpt = open_model(checkpoint, device, threads, quiet)
+    prime = check_prime(vocab, prime, skip_unknown)
     cfg = replace(cfg, seed=resolve_seed(cfg.seed))
     if adapt:
         model = adapted_to_prime(model, vocab, prime, dyn)
-    if not quiet:
-        stderr_console().print(f"[dim]sampling from {path}, seed {cfg.seed}[/]")
+    render.note(f"sampling from {path}, seed {cfg.seed}", quiet)
     dev = model.head.weight.device
     if not (unique or novel or json_out):
         colour = color and sys.stdout.isatty()
@@ -149,8 +131,8 @@ def sample(
     accept = sample_filter(ckpt, path, novel, unique)  # whole samples, kept or dropped
     made = render.write_whole_samples(complete_samples(model, vocab, prime, cfg, dev, accept), prime, cfg.seed, json_out,
                                       sys.stdout)
-    if made < cfg.num_samples and not quiet:
-        stderr_console().print(f"only {made} of {cfg.num_samples} samples were new; the model mostly repeats its corpus")
+    render.note(f"only {made} of {cfg.num_samples} samples were new; the model mostly repeats its corpus",
+                quiet or made == cfg.num_samples)
 
 
 @app.command("eval")
@@ -174,11 +156,12 @@ def eval_cmd(
     from .data import read_inputs
     from .dynamic import check, dynamic_evaluate
     from .evaluation import evaluate, files_as_streams
+    from .inference import open_model
     from .metrics import Loss
 
     if dynamic:
         check(dyn)  # before anything is printed
-    _, model, vocab, ckpt = _model(checkpoint, device, threads)
+    _, model, vocab, ckpt = open_model(checkpoint, device, threads)
     if lines is None and doc_sep is None:  # cut text into documents as the training corpus was
         lines, doc_sep = bool(ckpt["corpus"].get("lines")), ckpt["corpus"].get("doc_sep")
     streams = files_as_streams(read_inputs(files, encoding, errors), vocab, bool(lines), doc_sep)
@@ -213,8 +196,9 @@ def score(
     from .data import document_stream, read_text, split_text
     from .dynamic import Adapter
     from .evaluation import score_documents
+    from .inference import open_model
 
-    _, model, vocab, _ = _model(checkpoint, device, threads)
+    _, model, vocab, _ = open_model(checkpoint, device, threads)
     docs = split_text(read_text(source, encoding=encoding, errors=errors), lines=doc_sep is None, doc_sep=doc_sep)
     adapter = Adapter(model, dyn) if dynamic else None
     for doc, loss in zip(docs, score_documents(model, vocab, docs, model.head.weight.device), strict=True):
@@ -271,6 +255,25 @@ def plot(
     chart_on_terminal(loaded)
     write_png(loaded, output)
     stderr_console().print(f"[dim]wrote {output}[/]")
+
+
+@app.command()
+@command
+def serve(
+    checkpoint: Path | None = opt.checkpoint_option(),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface, open to the network)."),
+    port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on (0: any free one, printed)."),
+    max_batch: int = typer.Option(256, min=1, help="Samples generated together; requests beyond it wait their turn."),
+    device: str = opt.device_option("cpu"),
+    threads: int | None = opt.threads_option(),
+    quiet: bool = opt.quiet_option(),
+):
+    """Serve the model over HTTP: a page to write with it (/) and a JSON API (/v1/sample, /v1/score, /v1/info)."""
+    from .inference import open_model
+    from .server import Service, check_installed, run_server
+
+    check_installed()
+    run_server(Service(*open_model(checkpoint, device, threads, quiet), max_batch=max_batch), host, port)
 
 
 @app.command()

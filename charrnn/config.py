@@ -157,19 +157,28 @@ class SampleConfig:
                               flags=("--keep-stop",))
     seed: int | None = setting(None, "Random seed (reported on stderr when not given).")
 
-    def validate(self) -> None:
+    def problems(self) -> list[tuple[str, str]]:
+        """(field, what is wrong with its value) for each setting out of range: the CLI names the
+        flag (validate), serve names the JSON field."""
+        found = []
         if self.length < 1:
-            raise UsageError(f"--length must be at least 1, got {self.length}")
+            found.append(("length", f"must be at least 1, got {self.length}"))
         if self.num_samples < 1:
-            raise UsageError(f"--num-samples must be at least 1, got {self.num_samples}")
+            found.append(("num_samples", f"must be at least 1, got {self.num_samples}"))
         if not (math.isfinite(self.temperature) and self.temperature > 0):
-            raise UsageError(f"--temperature must be a number > 0, got {self.temperature}; use --greedy for argmax")
+            found.append(("temperature", f"must be a number > 0, got {self.temperature}; for argmax ask for greedy"))
         if self.top_k is not None and self.top_k < 1:
-            raise UsageError(f"--top-k must be at least 1, got {self.top_k}")
+            found.append(("top_k", f"must be at least 1, got {self.top_k}"))
         if self.top_p is not None and not (0 < self.top_p <= 1):
-            raise UsageError(f"--top-p must be in (0, 1], got {self.top_p}")
+            found.append(("top_p", f"must be in (0, 1], got {self.top_p}"))
         if any(not s for s in self.stop):
-            raise UsageError("--stop must not be empty: give the text that ends a sample, e.g. --stop '\\n\\n'")
+            found.append(("stop", "must not be empty: give the text that ends a sample (a blank line is \\n\\n)"))
+        return found
+
+    def validate(self) -> None:
+        for name, problem in self.problems():
+            flags = SampleConfig.__dataclass_fields__[name].metadata["flags"]
+            raise UsageError(f"{flags[0] if flags else '--' + name.replace('_', '-')} {problem}")
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,21 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[Ch
     return model.to(device).eval(), vocab, ckpt
 
 
+def open_model(checkpoint: Path | None, device: str = "cpu", threads: int | None = None, quiet: bool = False):
+    """(path, model, vocab, raw checkpoint) for the commands that use a trained model; with no -c and no run
+    under checkpoints/, the bundled base model, said on stderr unless quiet."""
+    from .checkpoint import BUNDLED, resolve_checkpoint
+    from .render import stderr_console
+    from .runtime import pick_device, set_threads
+
+    set_threads(threads)
+    path = resolve_checkpoint(checkpoint, bundled_fallback=True)
+    if checkpoint is None and path == BUNDLED and not quiet:
+        stderr_console().print("[dim]no trained model under checkpoints/: using the bundled base model (Shakespeare and "
+                               "names; charrnn info -c base); train your own with charrnn train FILE[/]")
+    return (path, *load_model(path, pick_device(device)))
+
+
 def describe(ckpt: dict) -> list[tuple[str, str]]:
     """Rows (name, value) describing a checkpoint, for `charrnn info`."""
     mc, tc, prog, corpus = ckpt["model_config"], ckpt["train_config"], ckpt["progress"], ckpt["corpus"]

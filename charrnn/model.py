@@ -147,3 +147,10 @@ def select_state(state: State, index: torch.Tensor) -> State:
     if isinstance(state, tuple):
         return tuple(s.index_select(1, index) for s in state)
     return state.index_select(1, index)
+
+
+def cat_states(states: list[State]) -> State:
+    """Several batches' states as one (batch dimension 1), in order."""
+    if isinstance(states[0], tuple):
+        return tuple(torch.cat(parts, 1) for parts in zip(*states, strict=True))
+    return torch.cat(states, 1)

@@ -21,6 +21,18 @@ def stderr_console():
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def note(text: str, quiet: bool = False) -> None:
+    """A line for people on stderr, dimmed; nothing when quiet."""
+    if not quiet:
+        stderr_console().print(f"[dim]{escape_markup(text)}[/]")
+
+
+def escape_markup(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
 def show_char(c: str) -> str:
     """Newline and tab made visible in one column."""
     return {"\n": "⏎", "\t": "⇥"}.get(c, c)
@@ -119,22 +131,39 @@ def eval_row(name: str, loss: Loss, as_json: bool, dynamic: Loss | None = None) 
         print(f"{name}\t{m:.4f}\t{loss.bpc:.4f}\t{loss.perplexity:.3f}\t{loss.count}{extra}", flush=True)
 
 
+def score_record(doc: str, loss: Loss | None, unknown: list[str]) -> dict:
+    """One scored document as JSON (score --json, serve's /v1/score): bpc and log-probability, None
+    with the unknown characters listed when the model cannot read it."""
+    record = {"text": doc, "bpc": None if loss is None else round(loss.bpc, 5),
+              "logprob": None if loss is None else round(-loss.nll, 5), "predictions": len(doc) + 1}
+    if loss is None:
+        record["unknown"] = unknown
+    return record
+
+
 def score_row(doc: str, loss: Loss | None, unknown: list[str], as_json: bool, dynamic: Loss | None = None,
               show_dynamic: bool = False) -> None:
     """One document's score: bpc (inf for a document with unknown characters), with --dynamic the
     dynamic-evaluation bpc beside it, and the text."""
     if as_json:
-        record = {"text": doc, "bpc": None if loss is None else round(loss.bpc, 5),
-                  "logprob": None if loss is None else round(-loss.nll, 5), "predictions": len(doc) + 1}
+        record = score_record(doc, loss, unknown)
         if show_dynamic:
             record["dynamic_bpc"] = None if dynamic is None else round(dynamic.bpc, 5)
-        if loss is None:
-            record["unknown"] = unknown
         print(json.dumps(record, ensure_ascii=False))
     else:
         inf = float("inf")
         extra = f"{dynamic.bpc if dynamic is not None else inf:.4f}\t" if show_dynamic else ""
         print(f"{loss.bpc if loss is not None else inf:.4f}\t{extra}{doc}")
+
+
+# -- serve --------------------------------------------------------------------------------------
+
+def serving(path: Path, url: str, host: str) -> None:
+    """Where the server listens (stderr): the page and the API are at url."""
+    local = host in ("localhost", "::1") or host.startswith("127.")
+    stderr_console().print(f"charrnn serve: {path} at {url} (Ctrl-C stops)"
+                           + ("" if local else f"; listening on {host}: anyone who can reach this machine can use it"),
+                           markup=False)
 
 
 # -- inspect ------------------------------------------------------------------------------------

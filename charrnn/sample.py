@@ -71,8 +71,12 @@ def active_rules(cfg: SampleConfig) -> tuple[Rule, ...]:
     return tuple(rule for rule in RULES if rule.active(cfg))
 
 
-def next_ids(logits: torch.Tensor, cfg: SampleConfig, generator: torch.Generator | None) -> torch.Tensor:
-    """logits (B, V) -> drawn ids (B,): argmax with greedy, else a draw at the temperature after every RULES filter."""
+def next_ids(logits: torch.Tensor, cfg: SampleConfig, generator: torch.Generator | None,
+             u: torch.Tensor | None = None) -> torch.Tensor:
+    """logits (B, V) -> drawn ids (B,): argmax with greedy, else a draw at the temperature after every RULES filter.
+
+    The draw takes one uniform number per row: u (B, 1) float32 when given (serve draws each request's
+    rows from its own generator), else torch.rand from `generator`; the same numbers give the same ids."""
     if cfg.greedy:
         return logits.argmax(dim=-1)
     rules = active_rules(cfg)
@@ -85,7 +89,8 @@ def next_ids(logits: torch.Tensor, cfg: SampleConfig, generator: torch.Generator
     # Inverse CDF: one uniform number per stream, where torch.multinomial costs several times more
     # per call on small batches (and sampling makes a call per character).
     cdf = probs.cumsum(dim=-1)
-    u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device, dtype=cdf.dtype)
+    if u is None:
+        u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device, dtype=cdf.dtype)
     drawn = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(-1).clamp_max_(probs.shape[-1] - 1)
     # Rounding can land on the flat end of the CDF past the last allowed character (p = 0):
     # never emit a character that top-k/top-p excluded.
@@ -93,19 +98,35 @@ def next_ids(logits: torch.Tensor, cfg: SampleConfig, generator: torch.Generator
     return torch.where(allowed, drawn, probs.argmax(dim=-1))
 
 
-def check_prime(vocab: Vocab, prime: str) -> None:
-    """Refuse a prime with characters the model never saw, naming them."""
+def check_prime(vocab: Vocab, prime: str, skip_unknown: bool = False, name: str = "--prime",
+                fix: str = "remove them or pass --skip-unknown") -> str:
+    """The prime to use: with skip_unknown, without the characters the model never saw; else the prime,
+    refused (a UsageError naming them, the option `name` and the `fix`) if it has any."""
+    if skip_unknown:
+        return "".join(c for c in prime if c in vocab)
     missing = vocab.missing(prime)
     if missing:
-        raise UsageError(
-            f"--prime has characters not in the model's vocabulary: {describe_chars(missing)}; "
-            "remove them or pass --skip-unknown"
-        )
+        raise UsageError(f"{name} has characters not in the model's vocabulary: {describe_chars(missing)}; {fix}")
+    return prime
 
 
 def resolve_seed(seed: int | None) -> int:
     """The seed to use: the one given, or a fresh random one (report it so a run can be repeated)."""
     return seed if seed is not None else int(torch.randint(0, 2**31 - 1, (1,)).item())
+
+
+def start(model: CharRNN, vocab: Vocab, prime: str, n: int, device: torch.device) -> tuple[torch.Tensor, State]:
+    """n streams that have read EOS (a document's start) and the prime: the logits (n, V) of their first
+    draw and their state. Call under inference_mode."""
+    ids = torch.tensor([EOS] + vocab.encode(prime).tolist(), dtype=torch.long, device=device)
+    logits, state = model(ids.expand(n, -1), None)
+    return logits[:, -1], state
+
+
+def reported_probs(logits: torch.Tensor, cfg: SampleConfig) -> torch.Tensor:
+    """The probabilities (B, V) reported beside drawn characters: the model's at the sampling temperature
+    (1 with greedy), before top-k/top-p and before the no-empty-document mask."""
+    return torch.softmax(logits.float() / (1.0 if cfg.greedy else cfg.temperature), -1)
 
 
 class StopScan:
@@ -172,9 +193,7 @@ class Sampler:
             self.model.train(was_training)
 
     def _start(self) -> tuple[torch.Tensor, State]:
-        start = torch.tensor([EOS] + self.vocab.encode(self.prime).tolist(), dtype=torch.long, device=self.device)
-        logits, state = self.model(start.expand(self.cfg.num_samples, -1), None)
-        return logits[:, -1], state
+        return start(self.model, self.vocab, self.prime, self.cfg.num_samples, self.device)
 
     def _draw(self) -> Iterator[tuple]:
         cfg, chars = self.cfg, self.vocab.chars
@@ -213,8 +232,7 @@ class Sampler:
             self.ended[i] = "length"
 
     def _probs(self, logits: torch.Tensor, ids: torch.Tensor) -> list[float]:
-        temperature = 1.0 if self.cfg.greedy else self.cfg.temperature
-        return torch.softmax(logits.float() / temperature, -1).gather(1, ids[:, None])[:, 0].tolist()
+        return reported_probs(logits, self.cfg).gather(1, ids[:, None])[:, 0].tolist()
 
     def _emit(self, i: int, ch: str | None, p: float | None) -> Iterator[tuple]:
         """Events for sample i's drawn character (None: EOS); returns whether the sample goes on."""

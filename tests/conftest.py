@@ -75,3 +75,83 @@ def _no_debug(monkeypatch):
 
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+class Server:
+    """`charrnn serve` running in a subprocess on a free loopback port; url is where it listens."""
+
+    def __init__(self, checkpoint, *args: str):
+        import re
+        import subprocess
+        import sys
+        import time
+
+        self.proc = subprocess.Popen([sys.executable, "-m", "charrnn", "serve", "-c", str(checkpoint), "--port", "0", *args],
+                                     stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        deadline, self.banner = time.time() + 120, ""
+        while time.time() < deadline:
+            line = self.proc.stderr.readline()
+            if not line:
+                raise RuntimeError(f"charrnn serve exited ({self.proc.wait()}): {self.banner}")
+            self.banner += line
+            found = re.search(r"http://\S+/", line)
+            if found:
+                self.url = found.group(0)
+                self.host, self.port = self.url[7:-1].rsplit(":", 1)
+                return
+        raise RuntimeError(f"charrnn serve did not say where it listens: {self.banner}")
+
+    def post(self, path: str, body, headers: dict | None = None):
+        """(status, parsed JSON or the raw text) of a whole answer."""
+        import http.client
+        import json
+
+        conn = http.client.HTTPConnection(self.host, int(self.port), timeout=60)
+        conn.request("POST", path, body=body if isinstance(body, str | bytes) else json.dumps(body), headers=headers or {})
+        resp = conn.getresponse()
+        text = resp.read().decode()
+        conn.close()
+        try:
+            return resp.status, json.loads(text)
+        except ValueError:
+            return resp.status, text
+
+    def get(self, path: str):
+        import json
+        import urllib.request
+
+        with urllib.request.urlopen(self.url.rstrip("/") + path, timeout=60) as r:
+            body = r.read().decode()
+            return json.loads(body) if r.headers.get_content_type() == "application/json" else body
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except Exception:
+            self.proc.kill()
+
+
+@pytest.fixture(scope="session")
+def server(trained_run):
+    """The trained_run model served on loopback (at most 6 samples in the batch, so a crowd queues)."""
+    s = Server(trained_run / "best.pt", "--max-batch", "6", "--threads", "1")
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def names_run(tmp_path_factory):
+    """A line-mode model trained from standard input on the bundled names (run directory's parent; the run is names/)."""
+    import subprocess
+    import sys
+
+    d = tmp_path_factory.mktemp("names")
+    names = (ROOT / "corpora" / "names.txt").read_text().splitlines()[::3]
+    r = subprocess.run([sys.executable, "-m", "charrnn", "train", "--lines", "-", "--out", "names", "--steps", "300",
+                        "--dropout", "0.1", "--hidden", "128", "--embed", "16", "--sample-length", "0", "-q"],
+                       cwd=d, input="\n".join(names) + "\n", capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, NO_COLOR="1"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ""
+    return d

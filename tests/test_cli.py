@@ -155,18 +155,6 @@ def test_ctrl_c_keeps_best_writes_last_and_resume_finishes(workdir):
     assert torch.load(workdir / "ctrlc" / "last.pt", weights_only=True)["progress"]["step"] == stopped_at + 10
 
 
-@pytest.fixture(scope="module")
-def names_run(tmp_path_factory):
-    """A line-mode model trained from standard input on the bundled names."""
-    d = tmp_path_factory.mktemp("names")
-    names = (Path(__file__).resolve().parent.parent / "corpora" / "names.txt").read_text().splitlines()[::3]
-    r = run("train", "--lines", "-", "--out", "names", "--steps", "300", "--dropout", "0.1", "--hidden", "128", "--embed", "16",
-            "--sample-length", "0", "-q", cwd=d, input="\n".join(names) + "\n")
-    assert r.returncode == 0, r.stderr
-    assert r.stdout == ""
-    return d
-
-
 def test_line_corpus_from_stdin_gives_one_sample_per_line(names_run):
     import torch
 

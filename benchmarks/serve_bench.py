@@ -1,0 +1,131 @@
+"""charrnn serve's throughput: 1 and 16 concurrent HTTP clients against sampling in-process.
+
+    python benchmarks/serve_bench.py            # part of `make bench` (make bench-serve alone); ~2 minutes
+
+The model is the bundled base (1 x 512, Shakespeare), on the CPU. In-process is the library's Sampler
+(what `charrnn sample` runs) with 1 stream and with 16 streams in one batch; serve is `charrnn serve`
+in its own process, with 1 client, then 16 clients at once (one sample each, seeds 1-16), reading
+the streamed JSON lines over loopback. Each figure is characters made per second of wall time,
+the best of ROUNDS rounds, the four measured in turn within each round (this machine's speed drifts).
+Target: 16 clients together reach at least half of 16-stream in-process sampling.
+Writes benchmarks/SERVE.md and SERVE.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bench import CHARRNN, machine  # noqa: E402
+
+from charrnn.checkpoint import BUNDLED  # noqa: E402
+from charrnn.config import SampleConfig  # noqa: E402
+from charrnn.inference import load_model  # noqa: E402
+from charrnn.sample import Sampler  # noqa: E402
+
+PRIME, LENGTH, CLIENTS, ROUNDS = "ROMEO.", 2000, 16, 3
+
+
+def in_process(model, vocab, streams: int, seed: int) -> float:
+    cfg = SampleConfig(length=LENGTH, num_samples=streams, seed=seed, temperature=1.0)
+    t0 = time.perf_counter()
+    made = sum(1 for _, ch in Sampler(model, vocab, PRIME, cfg).events() if ch is not None)
+    return made / (time.perf_counter() - t0)
+
+
+class Served:
+    """charrnn serve -c base in a subprocess on a free loopback port."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen([*CHARRNN, "serve", "-c", "base", "--port", "0"], stderr=subprocess.PIPE, text=True)
+        line = self.proc.stderr.readline()
+        found = re.search(r"http://([\d.]+):(\d+)/", line)
+        if not found:
+            raise SystemExit(f"charrnn serve did not start: {line}{self.proc.stderr.read()}")
+        self.host, self.port = found.group(1), int(found.group(2))
+
+    def client(self, seed: int, made: list, k: int) -> None:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=300)
+        conn.request("POST", "/v1/sample", json.dumps({"prime": PRIME, "length": LENGTH, "seed": seed, "temperature": 1.0}))
+        for line in conn.getresponse():
+            record = json.loads(line)
+            if record["type"] == "text":
+                made[k] += len(record["text"])
+        conn.close()
+
+    def rate(self, clients: int, seed: int) -> float:
+        made = [0] * clients
+        threads = [threading.Thread(target=self.client, args=(seed + k, made, k)) for k in range(clients)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return sum(made) / (time.perf_counter() - t0)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def measure(rounds: int) -> dict:
+    model, vocab, _ = load_model(BUNDLED)
+    server = Served()
+    try:
+        server.rate(1, 0)  # warm both sides up before timing
+        in_process(model, vocab, 1, 0)
+        runs = {"inproc_1": [], "serve_1": [], "inproc_16": [], "serve_16": []}
+        for r in range(rounds):
+            runs["inproc_1"].append(in_process(model, vocab, 1, r + 1))
+            runs["serve_1"].append(server.rate(1, r + 1))
+            runs["inproc_16"].append(in_process(model, vocab, CLIENTS, r + 1))
+            runs["serve_16"].append(server.rate(CLIENTS, 100 * (r + 1)))
+            print("  round", r + 1, {k: f"{v[-1]:,.0f}" for k, v in runs.items()}, file=sys.stderr)
+    finally:
+        server.stop()
+    best = {k: max(v) for k, v in runs.items()}
+    return {**best, "runs": runs, "ratio_16": best["serve_16"] / best["inproc_16"], "ratio_1": best["serve_1"] / best["inproc_1"],
+            "length": LENGTH, "clients": CLIENTS, "rounds": rounds, "machine": machine()}
+
+
+def write(r: dict, md: Path) -> None:
+    ok = r["ratio_16"] >= 0.5
+    lines = [
+        "# charrnn serve: throughput", "",
+        f"Written by `benchmarks/serve_bench.py` (`make bench-serve`, part of `make bench`) on {r['machine']['cpu']}, "
+        f"{r['machine']['cores']} cores, torch {r['machine']['torch']}.",
+        f"Bundled base model (1 x 512), CPU, prime {PRIME!r}, {r['length']:,} characters per sample, temperature 1; "
+        f"best of {r['rounds']} rounds, measured in turn.", "",
+        "| | in-process (`Sampler`) | `charrnn serve` over HTTP | serve / in-process |",
+        "| --- | ---: | ---: | ---: |",
+        f"| 1 stream / 1 client | {r['inproc_1']:,.0f} chars/s | {r['serve_1']:,.0f} chars/s | {r['ratio_1']:.2f} |",
+        f"| 16 streams / 16 clients | {r['inproc_16']:,.0f} chars/s | {r['serve_16']:,.0f} chars/s | {r['ratio_16']:.2f} |",
+        "", f"Target: 16 clients reach at least half of 16-stream in-process sampling: **{'met' if ok else 'NOT met'}** "
+        f"({r['ratio_16']:.2f}). The clients share the server's batch: each step advances every client's stream at once.",
+    ]
+    md.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=ROUNDS)
+    ap.add_argument("--out", type=Path, default=HERE / "SERVE.md")
+    args = ap.parse_args()
+    r = measure(args.rounds)
+    write(r, args.out)
+    args.out.with_suffix(".json").write_text(json.dumps(r, indent=1) + "\n")
+    print(args.out.read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,279 @@
+"""Generation for many clients at once (charrnn serve): one batch of streams that requests join and leave.
+
+A request is a Job: a prime, a SampleConfig whose seed is fixed, and num_samples samples. It is
+primed on its own, then its streams join the running batch. Each step advances every stream with one
+model.step and draws each request's characters with numbers from its own generator, so a seeded
+request gives the same text alone, beside other requests, and from `charrnn sample` with the same
+settings. Characters go to the job's buffer, which the HTTP side drains; a job whose client went
+away is cancelled and leaves the batch at the next step. Requests that do not fit in max_batch
+streams wait their turn, in order.
+
+The engine runs as one asyncio task on the server's event loop, in slices of about `slice_s`
+seconds, so HTTP reads and writes happen between slices and a client receives a slice's characters
+in one write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, replace
+
+import torch
+
+from .config import SampleConfig
+from .data import EOS, Vocab
+from .model import CharRNN, cat_states, select_state
+from .sample import StopScan, next_ids, reported_probs, start
+
+
+@dataclass(frozen=True)
+class Text:
+    """New characters of sample i since the last drain; with Job.top, per character the probability the
+    model gave it (reported_probs) and the top alternatives as (character or None for EOS, probability)."""
+
+    i: int
+    text: str
+    probs: list[float] | None = None
+    alternatives: list[list[tuple[str | None, float]]] | None = None
+
+
+@dataclass(frozen=True)
+class End:
+    """Sample i is over: `ended` is eos, stop or length."""
+
+    i: int
+    ended: str
+
+
+class Job:
+    """One request's samples as the engine makes them; the HTTP side reads them with updates().
+
+    cfg.seed must be set. top: how many alternatives to report per character (0: no probabilities).
+    """
+
+    def __init__(self, prime: str, cfg: SampleConfig, top: int = 0):
+        assert cfg.seed is not None, "the server resolves the seed before making a job"
+        self.prime, self.cfg, self.top, self.n = prime, cfg, top, cfg.num_samples
+        # The draw rule alone (no seed, length or stops): requests that share it are drawn as one group.
+        self.rule = replace(cfg, seed=None, num_samples=1, length=1, stop=(), keep_stop=False)
+        self.scans = [StopScan(cfg.stop, cfg.keep_stop) for _ in range(self.n)] if cfg.stop else None
+        self.texts: list[list[str]] = [[] for _ in range(self.n)]
+        self.ended: dict[int, str] = {}
+        self.generator: torch.Generator | None = None  # made on the engine's device at admission
+        self.cancelled, self.error = False, None
+        self.started = time.perf_counter()
+        self._new: dict[int, list] = {}
+        self._ends: list[End] = []
+        self._ready = asyncio.Event()
+
+    @property
+    def finished(self) -> bool:
+        return self.cancelled or self.error is not None or len(self.ended) == self.n
+
+    def cancel(self) -> None:
+        """The client went away: the engine drops this job's streams at its next step."""
+        self.cancelled = True
+        self._ready.set()
+
+    def fail(self, message: str) -> None:
+        self.error = message
+        self._ready.set()
+
+    def take(self, i: int, ch: str | None, info, last: bool) -> bool:
+        """Sample i's drawn character (None: EOS) with its (probability, alternatives) or None; `last`:
+        the length is reached. Returns whether the sample goes on."""
+        scan = self.scans[i] if self.scans else None
+        reason = None
+        if ch is None:
+            out, reason = (scan.flush() if scan else []), "eos"
+        elif scan:
+            out, stopped = scan.feed(ch, info)
+            reason = "stop" if stopped else None
+        else:
+            out = [(ch, info)]
+        if reason is None and last:
+            out, reason = out + (scan.flush() if scan else []), "length"
+        if out:
+            self.texts[i].extend(c for c, _ in out)
+            self._new.setdefault(i, []).extend(out)
+        if reason:
+            self.ended[i] = reason
+            self._ends.append(End(i, reason))
+        self._ready.set()
+        return reason is None
+
+    def drain(self) -> list[Text | End]:
+        """What was made since the last drain: one Text per sample with new characters, then the Ends."""
+        out: list[Text | End] = []
+        for i, chars in sorted(self._new.items()):
+            text = "".join(c for c, _ in chars)
+            if self.top:
+                out.append(Text(i, text, [info[0] for _, info in chars], [info[1] for _, info in chars]))
+            else:
+                out.append(Text(i, text))
+        out += self._ends
+        self._new, self._ends = {}, []
+        return out
+
+    async def updates(self):
+        """Yield lists of Text/End events as they are made, until the job is finished."""
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            events = self.drain()
+            if events:
+                yield events
+            if self.finished:
+                return
+
+
+class Engine:
+    """The batch of streams that every request's samples join; run() is the task that advances it."""
+
+    def __init__(self, model: CharRNN, vocab: Vocab, device: torch.device, max_batch: int = 256, slice_s: float = 0.02):
+        self.model, self.vocab, self.device = model, vocab, torch.device(device)
+        self.max_batch, self.slice_s = max_batch, slice_s
+        self.queue: deque[Job] = deque()
+        self.rows: list[tuple[Job, int]] = []  # (job, sample index) per stream; a job's streams are adjacent
+        self.spans: list[tuple[Job, int, int]] = []  # (job, first row, end row)
+        self.counts: list[int] = []  # characters drawn per stream
+        self.logits: torch.Tensor | None = None  # (rows, V): each stream's next draw
+        self.state = None
+        self.fresh = False  # some streams are at their first draw with no prime: EOS is not allowed
+        self.made = 0
+        self._work = asyncio.Event()
+
+    def submit(self, job: Job) -> None:
+        self.queue.append(job)
+        self._work.set()
+
+    def load(self) -> dict:
+        return {"active_samples": len(self.rows), "queued_requests": sum(not j.cancelled for j in self.queue),
+                "max_batch": self.max_batch, "characters_made": self.made}
+
+    async def run(self) -> None:
+        """Advance the batch while there is work, yielding to the event loop after each slice."""
+        while True:
+            if not self.rows and not self.queue:
+                self._work.clear()
+                await self._work.wait()
+            deadline = time.perf_counter() + self.slice_s
+            try:
+                while (self.rows or self.queue) and time.perf_counter() < deadline:
+                    self.advance()
+            except Exception as e:  # a failed step fails the requests in it, not the server
+                self._fail_all(f"internal error: {type(e).__name__}: {e}")
+            await asyncio.sleep(0)
+
+    def advance(self) -> None:
+        """One step of every stream: admit waiting requests, draw, hand the characters out, drop
+        finished streams, and run the model on what was drawn."""
+        with torch.inference_mode():
+            self._admit()
+            if not self.rows:
+                return
+            ids = self._draw()
+            info = self._report(ids)
+        keep = self._hand_out(ids.tolist(), info)
+        with torch.inference_mode():
+            self._keep(keep, ids)
+
+    def _admit(self) -> None:
+        while self.queue and (self.queue[0].cancelled or len(self.rows) + self.queue[0].n <= self.max_batch):
+            job = self.queue.popleft()
+            if job.cancelled:
+                continue
+            job.generator = torch.Generator(device=self.device).manual_seed(job.cfg.seed)
+            logits, state = start(self.model, self.vocab, job.prime, job.n, self.device)
+            self.fresh = self.fresh or not job.prime
+            self.logits = logits if self.logits is None else torch.cat([self.logits, logits])
+            self.state = state if self.state is None else cat_states([self.state, state])
+            self.rows += [(job, i) for i in range(job.n)]
+            self.counts += [0] * job.n
+        self._respan()
+
+    def _respan(self) -> None:
+        spans, first = [], 0
+        for pos in range(1, len(self.rows) + 1):
+            if pos == len(self.rows) or self.rows[pos][0] is not self.rows[first][0]:
+                spans.append((self.rows[first][0], first, pos))
+                first = pos
+        self.spans = spans
+
+    def _draw(self) -> torch.Tensor:
+        """ids (rows,): each job's streams drawn by its rule with numbers from its own generator."""
+        logits = self.logits
+        if self.fresh:  # a sample is a document, and no corpus has empty ones: no EOS as a first draw
+            logits = logits.clone()
+            for job, a, b in self.spans:
+                if not job.prime and self.counts[a] == 0:
+                    logits[a:b, EOS] = -math.inf
+        groups: dict[SampleConfig, list[tuple[Job, int, int]]] = {}
+        for span in self.spans:
+            groups.setdefault(span[0].rule, []).append(span)
+        if len(groups) == 1:
+            ((rule, spans),) = groups.items()
+            return next_ids(logits, rule, None, self._uniforms(rule, spans))
+        ids = torch.empty(len(self.rows), dtype=torch.long, device=self.device)
+        for rule, spans in groups.items():
+            index = torch.cat([torch.arange(a, b, device=self.device) for _, a, b in spans])
+            ids[index] = next_ids(logits.index_select(0, index), rule, None, self._uniforms(rule, spans))
+        return ids
+
+    def _uniforms(self, rule: SampleConfig, spans: list[tuple[Job, int, int]]) -> torch.Tensor | None:
+        if rule.greedy:
+            return None
+        return torch.cat([torch.rand(b - a, 1, generator=job.generator, device=self.device) for job, a, b in spans])
+
+    def _report(self, ids: torch.Tensor) -> dict[int, tuple]:
+        """Per row of the jobs that ask for it: (probability of the drawn character, alternatives)."""
+        info = {}
+        for job, a, b in self.spans:
+            if not job.top:
+                continue
+            probs = reported_probs(self.logits[a:b], job.cfg)  # the model's, not the first draw's EOS mask
+            drawn = probs.gather(1, ids[a:b, None])[:, 0].tolist()
+            top_p, top_i = probs.topk(min(job.top, probs.shape[1]), dim=-1)
+            chars = self.vocab.chars
+            for row, (p, ps, ix) in enumerate(zip(drawn, top_p.tolist(), top_i.tolist(), strict=True)):
+                info[a + row] = (p, [(chars[t - 1] if t != EOS else None, q) for t, q in zip(ix, ps, strict=True)])
+        return info
+
+    def _hand_out(self, drawn: list[int], info: dict[int, tuple]) -> list[int]:
+        """Give each stream's character to its job; returns the rows that go on."""
+        chars, keep = self.vocab.chars, []
+        for pos, ((job, i), t) in enumerate(zip(self.rows, drawn, strict=True)):
+            if job.cancelled:
+                continue
+            self.counts[pos] += 1
+            if job.take(i, chars[t - 1] if t != EOS else None, info.get(pos), self.counts[pos] >= job.cfg.length):
+                keep.append(pos)
+        self.made += len(drawn)
+        self.fresh = False
+        return keep
+
+    def _keep(self, keep: list[int], ids: torch.Tensor) -> None:
+        if not keep:
+            self.rows, self.counts, self.spans, self.logits, self.state = [], [], [], None, None
+            return
+        if len(keep) < len(self.rows):
+            index = torch.tensor(keep, device=self.device)
+            self.state, ids = select_state(self.state, index), ids.index_select(0, index)
+            self.rows, self.counts = [self.rows[p] for p in keep], [self.counts[p] for p in keep]
+            self._respan()
+        self.logits, self.state = self.model.step(ids, self.state)
+
+    def close(self, message: str) -> None:
+        """End every request, running or waiting, with `message` (the server is stopping)."""
+        for job in self.queue:
+            job.fail(message)
+        self.queue.clear()
+        self._fail_all(message)
+
+    def _fail_all(self, message: str) -> None:
+        for job, _, _ in self.spans:
+            job.fail(message)
+        self.rows, self.counts, self.spans, self.logits, self.state = [], [], [], None, None

@@ -1,0 +1,197 @@
+"""charrnn serve: the HTTP server (Starlette routes on uvicorn) around the engine and the API records.
+
+Routes: GET / (the co-writing page, web/index.html, no external assets), GET /v1/info, POST /v1/sample
+(streamed as JSON lines, or server-sent events when the client accepts text/event-stream; one JSON
+object with "stream": false), POST /v1/score. Errors are JSON objects {"error": ..., "field": ...}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import json
+import socket
+import time
+from importlib import resources
+from pathlib import Path
+
+from . import api
+from .engine import Engine, Job
+from .errors import UsageError
+
+MAX_BODY = 8 * 1024 * 1024  # bytes of request body read at most
+
+
+def check_installed() -> None:
+    """Refuse early, before a model is loaded, where the serve extra is missing."""
+    missing = [m for m in ("starlette", "uvicorn") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError(f"charrnn serve needs {' and '.join(missing)}: pip install 'charrnn[serve]'")
+
+
+def _json(record: dict, status: int = 200):
+    from starlette.responses import Response
+
+    return Response(json.dumps(record, ensure_ascii=False), status, media_type="application/json")
+
+
+async def _body(request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY:
+        raise api.RequestError(f"the body is {int(declared):,} bytes, more than {MAX_BODY:,}; send less", status=413)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise api.RequestError(f"the body is more than {MAX_BODY:,} bytes; send less", status=413)
+    return bytes(body)
+
+
+class JobStream:
+    """An ASGI response that sends a job's events as they are made (JSON lines, or server-sent events
+    with sse) and cancels the job when the client disconnects, however far it has got."""
+
+    def __init__(self, req: api.SampleRequest, job: Job, sse: bool):
+        self.req, self.job, self.sse = req, job, sse
+
+    def _lines(self, records: list[dict]) -> bytes:
+        if self.sse:
+            return "".join(f"event: {r['type']}\ndata: {json.dumps(r, ensure_ascii=False)}\n\n" for r in records).encode()
+        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
+
+    async def __call__(self, scope, receive, send) -> None:
+        watcher = asyncio.create_task(self._watch(receive))
+        media = "text/event-stream" if self.sse else "application/x-ndjson"
+        try:
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", f"{media}; charset=utf-8".encode()), (b"cache-control", b"no-cache"),
+                                    (b"x-accel-buffering", b"no")]})
+            await send({"type": "http.response.body", "body": self._lines([api.start_record(self.req)]), "more_body": True})
+            async for events in self.job.updates():
+                await send({"type": "http.response.body", "body": self._lines([api.event_record(e) for e in events]),
+                            "more_body": True})
+            last = ({"type": "error", "error": self.job.error} if self.job.error
+                    else api.done_record(self.req, self.job, time.perf_counter() - self.job.started))
+            await send({"type": "http.response.body", "body": self._lines([last]), "more_body": False})
+        except OSError:  # the client went away mid-write
+            pass
+        finally:
+            watcher.cancel()
+            self.job.cancel()  # a no-op for a finished job; otherwise its streams leave the batch
+
+    async def _watch(self, receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.job.cancel()
+
+
+class Service:
+    """The routes of one loaded model; its engine runs while the app does (lifespan)."""
+
+    def __init__(self, path: Path, model, vocab, ckpt: dict, max_batch: int):
+        from .inference import describe
+
+        self.path, self.model, self.vocab, self.ckpt = path, model, vocab, ckpt
+        self.device = model.head.weight.device
+        self.engine = Engine(model, vocab, self.device, max_batch)
+        self.rows = describe(ckpt)
+
+    async def page(self, request):
+        from starlette.responses import HTMLResponse
+
+        return HTMLResponse((resources.files("charrnn") / "web" / "index.html").read_text(encoding="utf-8"))
+
+    async def info(self, request):
+        return _json(api.info_record(self.path, self.ckpt, self.rows, self.engine.load()))
+
+    async def sample(self, request):
+        from .sample import resolve_seed
+
+        req = api.sample_request(await _body(request), self.vocab, self.engine.max_batch, resolve_seed)
+        job = req.job()
+        self.engine.submit(job)
+        if req.stream:
+            return JobStream(req, job, "text/event-stream" in request.headers.get("accept", ""))
+        try:
+            async for _ in job.updates():
+                pass
+        finally:
+            job.cancel()
+        if job.error:
+            return _json({"error": job.error}, 500)
+        return _json(api.done_record(req, job, time.perf_counter() - job.started))
+
+    async def score(self, request):
+        from .evaluation import score_documents
+        from .render import score_record
+
+        texts = api.score_texts(await _body(request))
+        losses = await asyncio.to_thread(score_documents, self.model, self.vocab, texts, self.device)
+        return _json({"scores": [score_record(t, loss, self.vocab.missing(t) if loss is None else [])
+                                 for t, loss in zip(texts, losses, strict=True)]})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app):
+        self.loop = asyncio.get_running_loop()
+        task = asyncio.create_task(self.engine.run())
+        try:
+            yield
+        finally:
+            task.cancel()
+
+
+def build_app(service: Service):
+    """The Starlette application: routes, and errors as JSON."""
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.routing import Route
+
+    async def request_error(request, exc: api.RequestError):
+        return _json(exc.record(), exc.status)
+
+    async def http_error(request, exc: HTTPException):
+        hint = {404: "; the routes are GET /, GET /v1/info, POST /v1/sample, POST /v1/score",
+                405: f"; {request.url.path} takes {'POST' if request.url.path in ('/v1/sample', '/v1/score') else 'GET'}"}
+        return _json({"error": f"{exc.detail}: {request.method} {request.url.path}{hint.get(exc.status_code, '')}"},
+                     exc.status_code)
+
+    async def internal_error(request, exc: Exception):
+        return _json({"error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
+
+    routes = [Route("/", service.page), Route("/v1/info", service.info),
+              Route("/v1/sample", service.sample, methods=["POST"]), Route("/v1/score", service.score, methods=["POST"])]
+    return Starlette(routes=routes, lifespan=service.lifespan,
+                     exception_handlers={api.RequestError: request_error, HTTPException: http_error,
+                                         Exception: internal_error})
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket, or a UsageError naming why not (port in use, unknown host)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family)
+    except OSError as e:
+        raise UsageError(f"cannot listen on {host}:{port}: {e.strerror or e}; choose another --port or --host") from None
+
+
+def run_server(service: Service, host: str, port: int, announce=None) -> None:
+    """Serve until Ctrl-C; announce(checkpoint path, url, host) (default: a line on stderr) is told where,
+    once the socket listens."""
+    import uvicorn
+
+    from .render import serving
+
+    sock = listen(host, port)
+    bound = sock.getsockname()
+    url = f"http://{f'[{bound[0]}]' if ':' in bound[0] else bound[0]}:{bound[1]}/"
+    (announce or serving)(service.path, url, host)
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame):
+            # Streams never finish on their own in time: end them now, each with a last line saying why.
+            if getattr(service, "loop", None) is not None:
+                service.loop.call_soon_threadsafe(service.engine.close, "the server is shutting down")
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(build_app(service), log_level="warning", access_log=False, timeout_graceful_shutdown=2)
+    Server(config).run(sockets=[sock])
