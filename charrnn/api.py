@@ -19,6 +19,7 @@ from .errors import UsageError
 from .sample import check_prime
 
 MAX_LENGTH = 1_000_000  # new characters per sample a request may ask for
+MAX_PRIME = 100_000  # characters of prime: read while every other stream waits
 MAX_TOP = 20  # alternatives per character
 MAX_SCORE_CHARS = 2_000_000  # characters of text one score request may send
 
@@ -118,6 +119,8 @@ def sample_request(body: bytes, vocab: Vocab, max_batch: int, seed: Callable[[in
     for name, problem in cfg.problems():
         field = next((k for k, c in CONFIG_NAMES.items() if c == name), name)
         raise RequestError(f"{field} {problem}", field)
+    if len(v["prime"]) > MAX_PRIME:
+        raise RequestError(f"prime must be at most {MAX_PRIME:,} characters, got {len(v['prime']):,}; send its end", "prime")
     if cfg.length > MAX_LENGTH:
         raise RequestError(f"length must be at most {MAX_LENGTH:,}, got {cfg.length:,}", "length")
     if cfg.num_samples > max_batch:
@@ -172,5 +175,5 @@ def info_record(path: Path, ckpt: dict, rows: list[tuple[str, str]], load: dict)
     best = ckpt["progress"]["best_val"]
     return {"checkpoint": str(path), "summary": dict(rows), "model": ckpt["model_config"], "vocab": ckpt["vocab"],
             "best_val_nats": best if math.isfinite(best) else None,
-            "limits": {"max_length": MAX_LENGTH, "max_n": load["max_batch"], "max_top": MAX_TOP},
+            "limits": {"max_length": MAX_LENGTH, "max_prime": MAX_PRIME, "max_n": load["max_batch"], "max_top": MAX_TOP},
             "load": load}

@@ -187,7 +187,11 @@ class Engine:
             if job.cancelled:
                 continue
             job.generator = torch.Generator(device=self.device).manual_seed(job.cfg.seed)
-            logits, state = start(self.model, self.vocab, job.prime, job.n, self.device)
+            try:
+                logits, state = start(self.model, self.vocab, job.prime, job.n, self.device)
+            except Exception as e:  # out of memory, say: this request fails, the others go on
+                job.fail(f"internal error: {type(e).__name__}: {e}")
+                continue
             self.fresh = self.fresh or not job.prime
             self.logits = logits if self.logits is None else torch.cat([self.logits, logits])
             self.state = state if self.state is None else cat_states([self.state, state])

@@ -115,11 +115,17 @@ def resolve_seed(seed: int | None) -> int:
     return seed if seed is not None else int(torch.randint(0, 2**31 - 1, (1,)).item())
 
 
+PRIME_CHUNK = 4096  # prime characters read per forward pass: the logits of every position are made, then dropped
+
+
 def start(model: CharRNN, vocab: Vocab, prime: str, n: int, device: torch.device) -> tuple[torch.Tensor, State]:
     """n streams that have read EOS (a document's start) and the prime: the logits (n, V) of their first
-    draw and their state. Call under inference_mode."""
+    draw and their state. A long prime is read in chunks, the state carried, so memory stays bounded.
+    Call under inference_mode."""
     ids = torch.tensor([EOS] + vocab.encode(prime).tolist(), dtype=torch.long, device=device)
-    logits, state = model(ids.expand(n, -1), None)
+    state = None
+    for at in range(0, len(ids), PRIME_CHUNK):
+        logits, state = model(ids[at : at + PRIME_CHUNK].expand(n, -1), state)
     return logits[:, -1], state
 
 

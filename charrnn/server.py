@@ -33,7 +33,7 @@ def check_installed() -> None:
 def _json(record: dict, status: int = 200):
     from starlette.responses import Response
 
-    return Response(json.dumps(record, ensure_ascii=False), status, media_type="application/json")
+    return Response(json.dumps(record, ensure_ascii=False) + "\n", status, media_type="application/json")  # a line, for curl
 
 
 async def _body(request) -> bytes:

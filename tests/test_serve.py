@@ -171,6 +171,7 @@ def test_probabilities_and_alternatives_when_asked(server, model_vocab):
     ({"prime": "ROMEO\u00e9\u03a9"}, 400, "prime", "'é' (U+00E9), 'Ω' (U+03A9)"),
     ({"temprature": 1}, 400, "temprature", "unknown field 'temprature'"),
     ({"length": 2_000_000}, 400, "length", "length must be at most 1,000,000"),
+    ({"prime": "a" * 100_001}, 400, "prime", "prime must be at most 100,000 characters"),
     ("[1, 2]", 400, None, "must be a JSON object"),
     ("{bad json", 400, None, "the body is not JSON"),
 ])
