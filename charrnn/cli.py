@@ -273,7 +273,7 @@ def serve(
     from .server import Service, check_installed, run_server
 
     check_installed()
-    run_server(Service(*open_model(checkpoint, device, threads, quiet), max_batch=max_batch), host, port)
+    run_server(Service(*open_model(checkpoint, device, threads, quiet), max_batch=max_batch), host, port, quiet)
 
 
 @app.command()

@@ -217,7 +217,7 @@ def split_documents(docs: list[str], vocab: Vocab, val_frac: float, whole: bool 
     if not 0.0 <= val_frac < 1.0:
         raise UsageError(f"--val-frac must be in [0, 1), got {val_frac}")
     if whole:
-        held = _pick_documents(docs, val_frac, seed)
+        held = held_out_documents(docs, val_frac, seed)
         train = document_stream([d for i, d in enumerate(docs) if i not in held], vocab)
         val = document_stream([docs[i] for i in sorted(held)], vocab) if held else np.zeros(0, dtype=np.int64)
     else:
@@ -251,8 +251,9 @@ def document_stream(docs: list[str], vocab: Vocab) -> np.ndarray:
     return np.concatenate([eos] + [part for d in docs for part in (vocab.encode(d), eos)])
 
 
-def _pick_documents(docs: list[str], val_frac: float, seed: int) -> set[int]:
-    """Indices of documents to hold out: a seeded random order, taken until val_frac of the characters."""
+def held_out_documents(docs: list[str], val_frac: float, seed: int) -> set[int]:
+    """Indices of documents to hold out (split_documents with whole=True; the run's seed): a seeded random
+    order, taken until val_frac of the characters."""
     if val_frac == 0:
         return set()
     if len(docs) < 2:

@@ -175,9 +175,8 @@ def listen(host: str, port: int) -> socket.socket:
         raise UsageError(f"cannot listen on {host}:{port}: {e.strerror or e}; choose another --port or --host") from None
 
 
-def run_server(service: Service, host: str, port: int, announce=None) -> None:
-    """Serve until Ctrl-C; announce(checkpoint path, url, host) (default: a line on stderr) is told where,
-    once the socket listens."""
+def run_server(service: Service, host: str, port: int, quiet: bool = False) -> None:
+    """Serve until Ctrl-C, saying where on stderr (unless quiet) once the socket listens."""
     import uvicorn
 
     from .render import serving
@@ -185,7 +184,8 @@ def run_server(service: Service, host: str, port: int, announce=None) -> None:
     sock = listen(host, port)
     bound = sock.getsockname()
     url = f"http://{f'[{bound[0]}]' if ':' in bound[0] else bound[0]}:{bound[1]}/"
-    (announce or serving)(service.path, url, host)
+    if not quiet:
+        serving(service.path, url, host)
     class Server(uvicorn.Server):
         def handle_exit(self, sig, frame):
             # Streams never finish on their own in time: end them now, each with a last line saying why.

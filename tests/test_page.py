@@ -53,44 +53,74 @@ def wait_for(condition, timeout=30.0, what="the page"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_type_see_the_continuation_stream_in_hover_and_accept(browser, base_server):
+def open_page(browser, server, prime: str, settings: str = ""):
+    """Load the page, set the settings (a script), type the prime; returns the editable element."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(server.url)
+    wait_for(lambda: "lstm" in browser.find_element(By.ID, "model").text, what="the model's description from /v1/info")
+    # Record every change to the suggestion with the page's state at that moment.
+    browser.execute_script(settings + "window.seen = []; new MutationObserver(() => window.seen.push(["
+                           "document.getElementById('ghost').textContent.length, document.body.dataset.state]))"
+                           ".observe(document.getElementById('ghost'), {childList: true});")
+    typed = browser.find_element(By.ID, "typed")
+    typed.click()
+    typed.send_keys(prime)
+    return typed
+
+
+def ghost_text(browser) -> str:
+    return browser.execute_script("return document.getElementById('ghost').textContent")
+
+
+def until_done(browser):
+    wait_for(lambda: browser.execute_script("return document.body.dataset.state") == "done", what="the end of the text")
+
+
+def hover_shows_five(browser, span):
     from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    ActionChains(browser).move_to_element(span).perform()
+    tip = browser.find_element(By.ID, "tip")
+    wait_for(tip.is_displayed, what="the alternatives on hover")
+    assert len(tip.find_elements(By.CSS_SELECTOR, "tr")) == 5 and "%" in tip.text and "top five" in tip.text
+
+
+def test_type_see_the_continuation_stream_in_tinted_and_accept_it(browser, server):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    browser.get(base_server.url)
-    wait_for(lambda: "lstm" in browser.find_element(By.ID, "model").text, what="the model's description from /v1/info")
-    browser.execute_script("document.getElementById('length').value = 1500; document.getElementById('seed').value = 7;"
-                           "document.getElementById('stop').value = '';")
-    typed = browser.find_element(By.ID, "typed")
-    typed.click()
-    typed.send_keys("ROMEO.\nBut soft, what light")
-
-    ghost_len = lambda: len(browser.execute_script("return document.getElementById('ghost').textContent"))  # noqa: E731
-    first = wait_for(ghost_len, what="the continuation to appear")
-    assert first < 1500, "the continuation arrived whole, not streamed"
-    wait_for(lambda: browser.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "done", what="the end")
-    assert ghost_len() > first
+    typed = open_page(browser, server, "COUNTESS.\n", "document.getElementById('length').value = 3000;"
+                      "document.getElementById('stop').value = ''; document.getElementById('seed').value = 3;")
+    until_done(browser)
+    final = len(ghost_text(browser))
+    seen = browser.execute_script("return window.seen")
+    assert any(0 < n < final and state == "streaming" for n, state in seen), "the text did not stream in"
+    assert final > 100 and "seed 3" in browser.find_element(By.ID, "status").text
     tints = browser.execute_script("return Array.from(document.querySelectorAll('#ghost span'), s => s.style.background)")
-    assert len(tints) == ghost_len() and all(tints)  # every character tinted, by its probability: many tints
+    assert len(tints) == final and all(tints)  # every character tinted, by its probability: many tints
     assert len(set(tints)) > 10
-    spans = browser.find_elements(By.CSS_SELECTOR, "#ghost span")
-    assert "seed 7" in browser.find_element(By.ID, "status").text
+    hover_shows_five(browser, next(s for s in browser.find_elements(By.CSS_SELECTOR, "#ghost span")[:40] if s.text.strip()))
+    suggestion = ghost_text(browser)
+    typed.send_keys(Keys.TAB)
+    wait_for(lambda: browser.execute_script("return document.getElementById('typed').textContent") ==
+             "COUNTESS.\n" + suggestion, what="Tab to accept the suggestion (the prime is the text before the caret)")
 
-    visible = next(s for s in spans[:40] if s.text.strip())
-    ActionChains(browser).move_to_element(visible).perform()
-    tip = browser.find_element(By.ID, "tip")
-    wait_for(tip.is_displayed, what="the alternatives on hover")
-    assert len(tip.find_elements(By.CSS_SELECTOR, "tr")) == 5 and "%" in tip.text
+
+def test_the_readme_screenshot(browser, base_server):
+    from selenium.webdriver.common.by import By
+
+    open_page(browser, base_server, "ROMEO.\nBut soft, what light", "document.getElementById('seed').value = 7;")
+    until_done(browser)
+    assert ghost_text(browser)
+    # The suggestion goes on from the caret, on the same line: no newline is left behind by the Enter typed earlier.
+    assert browser.execute_script("return document.getElementById('typed').textContent") == "ROMEO.\nBut soft, what light"
+    hover_shows_five(browser, browser.find_elements(By.CSS_SELECTOR, "#ghost span")[1])
     shot = os.environ.get("CHARRNN_SCREENSHOT")
     if shot:
         Path(shot).parent.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(shot)
-
-    suggestion = browser.execute_script("return document.getElementById('ghost').textContent")
-    typed.send_keys(Keys.TAB)
-    wait_for(lambda: browser.execute_script("return document.getElementById('typed').innerText").endswith(suggestion),
-             what="Tab to accept the suggestion")
 
 
 def test_a_character_the_model_does_not_know_is_named(browser, base_server):
