@@ -48,6 +48,13 @@ async def _body(request) -> bytes:
     return bytes(body)
 
 
+async def cancel_on_disconnect(receive, job: Job) -> None:
+    """Wait for the client to go away (its ASGI http.disconnect), then cancel its job."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    job.cancel()
+
+
 class JobStream:
     """An ASGI response that sends a job's events as they are made (JSON lines, or server-sent events
     with sse) and cancels the job when the client disconnects, however far it has got."""
@@ -61,7 +68,7 @@ class JobStream:
         return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
 
     async def __call__(self, scope, receive, send) -> None:
-        watcher = asyncio.create_task(self._watch(receive))
+        watcher = asyncio.create_task(cancel_on_disconnect(receive, self.job))
         media = "text/event-stream" if self.sse else "application/x-ndjson"
         try:
             await send({"type": "http.response.start", "status": 200,
@@ -79,11 +86,6 @@ class JobStream:
         finally:
             watcher.cancel()
             self.job.cancel()  # a no-op for a finished job; otherwise its streams leave the batch
-
-    async def _watch(self, receive) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        self.job.cancel()
 
 
 class Service:
@@ -113,10 +115,12 @@ class Service:
         self.engine.submit(job)
         if req.stream:
             return JobStream(req, job, "text/event-stream" in request.headers.get("accept", ""))
+        watcher = asyncio.create_task(cancel_on_disconnect(request.receive, job))
         try:
             async for _ in job.updates():
                 pass
         finally:
+            watcher.cancel()
             job.cancel()
         if job.error:
             return _json({"error": job.error}, 500)

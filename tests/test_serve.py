@@ -111,13 +111,21 @@ def test_concurrent_clients_each_get_their_own_seeded_text(server, model_vocab):
         assert streamed == texts
 
 
-def test_disconnecting_stops_the_generation(server):
+@pytest.mark.parametrize("stream", [True, False])
+def test_disconnecting_stops_the_generation(server, stream):
     conn = http.client.HTTPConnection(server.host, int(server.port), timeout=60)
-    conn.request("POST", "/v1/sample", body=json.dumps({"length": 1_000_000, "n": 3}))
-    resp = conn.getresponse()
-    while json.loads(resp.readline())["type"] != "text":
-        pass
-    assert server.get("/v1/info")["load"]["active_samples"] > 0  # (a sample may already have ended at EOS)
+    # Greedy: this model never ends these samples itself, so only the disconnect can.
+    conn.request("POST", "/v1/sample", body=json.dumps({"prime": "ROMEO.", "length": 1_000_000, "n": 3, "greedy": True,
+                                                        "stream": stream}))
+    if stream:
+        resp = conn.getresponse()
+        while json.loads(resp.readline())["type"] != "text":
+            pass
+    else:  # nothing comes back until the end: wait until the samples are being made
+        deadline = time.time() + 10
+        while not server.get("/v1/info")["load"]["active_samples"] and time.time() < deadline:
+            time.sleep(0.02)
+    assert server.get("/v1/info")["load"]["active_samples"] == 3
     conn.sock.shutdown(socket.SHUT_RDWR)
     conn.close()
     deadline = time.time() + 10
