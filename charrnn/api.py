@@ -19,6 +19,7 @@ from .errors import UsageError
 from .sample import check_prime
 
 MAX_LENGTH = 1_000_000  # new characters per sample a request may ask for
+MAX_CHARACTERS = 10_000_000  # n x length: what one request's answer may hold
 MAX_PRIME = 100_000  # characters of prime: read while every other stream waits
 MAX_TOP = 20  # alternatives per character
 MAX_SCORE_CHARS = 2_000_000  # characters of text one score request may send
@@ -125,6 +126,9 @@ def sample_request(body: bytes, vocab: Vocab, max_batch: int, seed: Callable[[in
         raise RequestError(f"length must be at most {MAX_LENGTH:,}, got {cfg.length:,}", "length")
     if cfg.num_samples > max_batch:
         raise RequestError(f"n must be at most {max_batch} (the server's --max-batch), got {cfg.num_samples}", "n")
+    if cfg.num_samples * cfg.length > MAX_CHARACTERS:
+        raise RequestError(f"n x length must be at most {MAX_CHARACTERS:,}, got {cfg.num_samples * cfg.length:,}; ask for "
+                           "fewer or shorter samples", "length")
     try:
         prime = check_prime(vocab, v["prime"].replace("\r\n", "\n"), v["skip_unknown"], "prime",
                             'remove them or send "skip_unknown": true')
@@ -175,5 +179,6 @@ def info_record(path: Path, ckpt: dict, rows: list[tuple[str, str]], load: dict)
     best = ckpt["progress"]["best_val"]
     return {"checkpoint": str(path), "summary": dict(rows), "model": ckpt["model_config"], "vocab": ckpt["vocab"],
             "best_val_nats": best if math.isfinite(best) else None,
-            "limits": {"max_length": MAX_LENGTH, "max_prime": MAX_PRIME, "max_n": load["max_batch"], "max_top": MAX_TOP},
+            "limits": {"max_length": MAX_LENGTH, "max_characters": MAX_CHARACTERS, "max_prime": MAX_PRIME,
+                       "max_n": load["max_batch"], "max_top": MAX_TOP},
             "load": load}

@@ -315,3 +315,14 @@ def test_ctrl_c_ends_streams_in_flight_with_a_last_line(trained_run):
     assert s.proc.wait(timeout=30) == 130
     err = s.proc.stderr.read()
     assert "Traceback" not in err and "ERROR" not in err, err
+
+
+def test_one_request_may_not_ask_for_more_than_ten_million_characters(model_vocab):
+    from charrnn import api
+
+    body = json.dumps({"n": 11, "length": 1_000_000}).encode()
+    with pytest.raises(api.RequestError, match="n x length must be at most 10,000,000, got 11,000,000") as e:
+        api.sample_request(body, model_vocab[1], 256, lambda seed: 1)
+    assert e.value.field == "length" and e.value.status == 400
+    assert api.sample_request(json.dumps({"n": 10, "length": 1_000_000}).encode(), model_vocab[1], 256,
+                              lambda seed: 7).cfg.seed == 7
