@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 
 from . import options as opt
-from .config import DynamicConfig, ModelConfig, SampleConfig, TrainConfig
+from .config import DynamicConfig, ModelConfig, SampleConfig, ServeConfig, TrainConfig
 from .errors import command
 from .render import stderr_console
 
@@ -221,12 +221,11 @@ def inspect(
 ):
     """Look inside: per character the top-5 predictions and the surprisal; or what a hidden unit tracks."""
     from . import render
-    from .checkpoint import resolve_checkpoint
     from .data import read_text
-    from .inference import load_model
+    from .inference import open_model
     from .inspection import check_request, inspect_text, rank_units, write_html
 
-    model, vocab, _ = load_model(resolve_checkpoint(checkpoint))
+    _, model, vocab, _ = open_model(checkpoint)
     text = read_text(source, encoding=encoding, errors=errors)
     check_request(model, vocab, text, find, neuron, layer)
     ins = inspect_text(model, vocab, text)
@@ -259,21 +258,21 @@ def plot(
 
 @app.command()
 @command
+@opt.from_config(ServeConfig, into="cfg")
 def serve(
     checkpoint: Path | None = opt.checkpoint_option(),
-    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface, open to the network)."),
-    port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on (0: any free one, printed)."),
-    max_batch: int = typer.Option(256, min=1, help="Samples generated together; requests beyond it wait their turn."),
     device: str = opt.device_option("cpu"),
     threads: int | None = opt.threads_option(),
     quiet: bool = opt.quiet_option(),
+    cfg: ServeConfig = None,
 ):
     """Serve the model over HTTP: a page to write with it (/) and a JSON API (/v1/sample, /v1/score, /v1/info)."""
     from .inference import open_model
     from .server import Service, check_installed, run_server
 
+    cfg.validate()
     check_installed()
-    run_server(Service(*open_model(checkpoint, device, threads, quiet), max_batch=max_batch), host, port, quiet)
+    run_server(Service(*open_model(checkpoint, device, threads, quiet), cfg), quiet)
 
 
 @app.command()

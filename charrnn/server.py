@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from . import api
+from .config import ServeConfig
 from .engine import Engine, Job
 from .errors import UsageError
 
@@ -91,12 +92,12 @@ class JobStream:
 class Service:
     """The routes of one loaded model; its engine runs while the app does (lifespan)."""
 
-    def __init__(self, path: Path, model, vocab, ckpt: dict, max_batch: int):
+    def __init__(self, path: Path, model, vocab, ckpt: dict, cfg: ServeConfig):
         from .inference import describe
 
-        self.path, self.model, self.vocab, self.ckpt = path, model, vocab, ckpt
+        self.path, self.model, self.vocab, self.ckpt, self.cfg = path, model, vocab, ckpt, cfg
         self.device = model.head.weight.device
-        self.engine = Engine(model, vocab, self.device, max_batch)
+        self.engine = Engine(model, vocab, self.device, cfg.max_batch)
         self.rows = describe(ckpt)
 
     async def page(self, request):
@@ -146,9 +147,11 @@ class Service:
 
 
 def build_app(service: Service):
-    """The Starlette application: routes, and errors as JSON."""
+    """The Starlette application: routes, errors as JSON, and CORS for the origins --allow-origin names."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
+    from starlette.middleware import Middleware
+    from starlette.middleware.cors import CORSMiddleware
     from starlette.routing import Route
 
     async def request_error(request, exc: api.RequestError):
@@ -165,7 +168,9 @@ def build_app(service: Service):
 
     routes = [Route("/", service.page), Route("/v1/info", service.info),
               Route("/v1/sample", service.sample, methods=["POST"]), Route("/v1/score", service.score, methods=["POST"])]
-    return Starlette(routes=routes, lifespan=service.lifespan,
+    cors = [Middleware(CORSMiddleware, allow_origins=list(service.cfg.allow_origin), allow_methods=["GET", "POST"],
+                       allow_headers=["content-type", "accept"])] if service.cfg.allow_origin else []
+    return Starlette(routes=routes, lifespan=service.lifespan, middleware=cors,
                      exception_handlers={api.RequestError: request_error, HTTPException: http_error,
                                          Exception: internal_error})
 
@@ -179,13 +184,14 @@ def listen(host: str, port: int) -> socket.socket:
         raise UsageError(f"cannot listen on {host}:{port}: {e.strerror or e}; choose another --port or --host") from None
 
 
-def run_server(service: Service, host: str, port: int, quiet: bool = False) -> None:
-    """Serve until Ctrl-C, saying where on stderr (unless quiet) once the socket listens."""
+def run_server(service: Service, quiet: bool = False) -> None:
+    """Serve until Ctrl-C on service.cfg's host and port, saying where on stderr (unless quiet) once the socket listens."""
     import uvicorn
 
     from .render import serving
 
-    sock = listen(host, port)
+    host = service.cfg.host
+    sock = listen(host, service.cfg.port)
     bound = sock.getsockname()
     url = f"http://{f'[{bound[0]}]' if ':' in bound[0] else bound[0]}:{bound[1]}/"
     if not quiet:

@@ -134,8 +134,9 @@ class Server:
 
 @pytest.fixture(scope="session")
 def server(trained_run):
-    """The trained_run model served on loopback (at most 6 samples in the batch, so a crowd queues)."""
-    s = Server(trained_run / "best.pt", "--max-batch", "6", "--threads", "1")
+    """The trained_run model served on loopback (at most 6 samples in the batch, so a crowd queues; one web
+    origin allowed to call it from a browser)."""
+    s = Server(trained_run / "best.pt", "--max-batch", "6", "--threads", "1", "--allow-origin", "http://localhost:3000")
     yield s
     s.stop()
 

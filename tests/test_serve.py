@@ -326,3 +326,31 @@ def test_one_request_may_not_ask_for_more_than_ten_million_characters(model_voca
     assert e.value.field == "length" and e.value.status == 400
     assert api.sample_request(json.dumps({"n": 10, "length": 1_000_000}).encode(), model_vocab[1], 256,
                               lambda seed: 7).cfg.seed == 7
+
+
+def test_web_pages_from_an_allowed_origin_may_call_the_api(server):
+    def ask(method, origin, extra=None):
+        conn = http.client.HTTPConnection(server.host, int(server.port), timeout=60)
+        conn.request(method, "/v1/sample", body=None if method == "OPTIONS" else json.dumps({"length": 5, "seed": 1}),
+                     headers={"Origin": origin, **(extra or {})})
+        resp = conn.getresponse()
+        resp.read()
+        conn.close()
+        return resp.status, resp.getheader("access-control-allow-origin")
+
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+    assert ask("OPTIONS", "http://localhost:3000", preflight) == (200, "http://localhost:3000")
+    assert ask("POST", "http://localhost:3000") == (200, "http://localhost:3000")
+    assert ask("POST", "http://evil.example")[1] is None  # the browser keeps the answer from that page
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--port", "70000"], "--port must be from 0 to 65535, got 70000"),
+    (["--max-batch", "0"], "--max-batch must be at least 1, got 0"),
+    (["--allow-origin", "localhost:3000/app"], "--allow-origin 'localhost:3000/app' is not an origin"),
+])
+def test_bad_serve_flags_are_one_line_and_exit_2(trained_run, args, message):
+    r = subprocess.run([sys.executable, "-m", "charrnn", "serve", "-c", str(trained_run / "best.pt"), *args],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stdout == "" and message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
