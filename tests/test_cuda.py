@@ -131,3 +131,31 @@ def test_compile_on_the_gpu(tmp_path, corpus_text):
             *FLAGS, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert math.isfinite(load_checkpoint(tmp_path / "run" / "best.pt")["progress"]["best_val"])
+
+
+def test_serve_on_the_gpu_writes_what_sample_writes_there(gpu_run):
+    # The engine's draws (each request's generator on the GPU) match `charrnn sample --device cuda`; so do
+    # several requests sharing the GPU batch at once.
+    import threading
+
+    from conftest import Server
+
+    server = Server(gpu_run / "run" / "best.pt", "--device", "cuda")
+    try:
+        answers = {}
+
+        def ask(seed):
+            answers[seed] = server.post("/v1/sample", {"prime": "KING", "length": 300, "seed": seed, "n": 2, "stream": False})
+
+        threads = [threading.Thread(target=ask, args=(seed,)) for seed in (1, 2, 3, 4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        for seed, (status, done) in answers.items():
+            r = cli("sample", "-c", "run", "--device", "cuda", "--prime", "KING", "--length", "300", "--seed", seed, "-n", "2",
+                    "--json", "-q", cwd=gpu_run)
+            assert status == 200 and r.returncode == 0, r.stderr
+            assert [s["text"] for s in done["samples"]] == [json.loads(x)["text"][len("KING"):] for x in r.stdout.splitlines()]
+    finally:
+        server.stop()
