@@ -5,6 +5,7 @@ CHARRNN_SCREENSHOT=PATH saves the page as the README shows it.
 """
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -104,8 +105,11 @@ def test_type_see_the_continuation_stream_in_tinted_and_accept_it(browser, serve
     hover_shows_five(browser, next(s for s in browser.find_elements(By.CSS_SELECTOR, "#ghost span")[:40] if s.text.strip()))
     suggestion = ghost_text(browser)
     typed.send_keys(Keys.TAB)
-    wait_for(lambda: browser.execute_script("return document.getElementById('typed').textContent") ==
-             "COUNTESS.\n" + suggestion, what="Tab to accept the suggestion (the prime is the text before the caret)")
+    text = lambda: browser.execute_script("return document.getElementById('typed').textContent")  # noqa: E731
+    wait_for(lambda: text() == "COUNTESS.\n" + suggestion,
+             what="Tab to accept the suggestion (the prime is the text before the caret)")
+    typed.send_keys(Keys.CONTROL, "z")
+    wait_for(lambda: text().rstrip("\n") == "COUNTESS.", what="Ctrl+Z to take the accepted suggestion back")
 
 
 def test_the_readme_screenshot(browser, base_server):
@@ -121,6 +125,14 @@ def test_the_readme_screenshot(browser, base_server):
     if shot:
         Path(shot).parent.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(shot)
+
+    from selenium.webdriver.common.keys import Keys
+
+    word = re.match(r"\s*\S*[ ]*", ghost_text(browser)).group(0)
+    assert word.strip()
+    browser.find_element(By.ID, "typed").send_keys(Keys.CONTROL, Keys.ARROW_RIGHT)
+    wait_for(lambda: browser.execute_script("return document.getElementById('typed').textContent") ==
+             "ROMEO.\nBut soft, what light" + word, what="Ctrl+Right to accept the next word")
 
 
 def test_a_character_the_model_does_not_know_is_named(browser, base_server):
