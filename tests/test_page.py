@@ -118,6 +118,9 @@ def test_the_readme_screenshot(browser, base_server):
     open_page(browser, base_server, "ROMEO.\nBut soft, what light", "document.getElementById('seed').value = 7;")
     until_done(browser)
     assert ghost_text(browser)
+    ended = browser.execute_script("return document.getElementById('ghost').dataset.ended")
+    assert ended in ("eos", "stop", "length") and ended in browser.find_element(By.ID, "status").text.replace(
+        "the model ended the text", "eos").replace("reached the stop", "stop").replace("reached the length", "length")
     # The suggestion goes on from the caret, on the same line: no newline is left behind by the Enter typed earlier.
     assert browser.execute_script("return document.getElementById('typed').textContent") == "ROMEO.\nBut soft, what light"
     hover_shows_five(browser, browser.find_elements(By.CSS_SELECTOR, "#ghost span")[1])
