@@ -182,6 +182,7 @@ class Engine:
             self._keep(keep, ids)
 
     def _admit(self) -> None:
+        admitted = False
         while self.queue and (self.queue[0].cancelled or len(self.rows) + self.queue[0].n <= self.max_batch):
             job = self.queue.popleft()
             if job.cancelled:
@@ -197,7 +198,9 @@ class Engine:
             self.state = state if self.state is None else cat_states([self.state, state])
             self.rows += [(job, i) for i in range(job.n)]
             self.counts += [0] * job.n
-        self._respan()
+            admitted = True
+        if admitted:
+            self._respan()
 
     def _respan(self) -> None:
         spans, first = [], 0
