@@ -26,7 +26,7 @@ import torch
 from .config import SampleConfig
 from .data import EOS, Vocab
 from .model import CharRNN, cat_states, select_state
-from .sample import StopScan, next_ids, reported_probs, start
+from .sample import StopScan, next_ids, release, reported_probs, start
 
 
 @dataclass(frozen=True)
@@ -86,14 +86,7 @@ class Job:
         """Sample i's drawn character (None: EOS) with its (probability, alternatives) or None; `last`:
         the length is reached. Returns whether the sample goes on."""
         scan = self.scans[i] if self.scans else None
-        reason = None
-        if ch is None:
-            out, reason = (scan.flush() if scan else []), "eos"
-        elif scan:
-            out, stopped = scan.feed(ch, info)
-            reason = "stop" if stopped else None
-        else:
-            out = [(ch, info)]
+        out, reason = release(scan, ch, info)
         if reason is None and last:
             out, reason = out + (scan.flush() if scan else []), "length"
         if out:

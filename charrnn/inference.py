@@ -30,14 +30,14 @@ def open_model(checkpoint: Path | None, device: str = "cpu", threads: int | None
     """(path, model, vocab, raw checkpoint) for the commands that use a trained model; with no -c and no run
     under checkpoints/, the bundled base model, said on stderr unless quiet."""
     from .checkpoint import BUNDLED, resolve_checkpoint
-    from .render import stderr_console
+    from .render import note
     from .runtime import pick_device, set_threads
 
     set_threads(threads)
     path = resolve_checkpoint(checkpoint, bundled_fallback=True)
-    if checkpoint is None and path == BUNDLED and not quiet:
-        stderr_console().print("[dim]no trained model under checkpoints/: using the bundled base model (Shakespeare and "
-                               "names; charrnn info -c base); train your own with charrnn train FILE[/]")
+    if checkpoint is None and path == BUNDLED:
+        note("no trained model under checkpoints/: using the bundled base model (Shakespeare and names; charrnn info "
+             "-c base); train your own with charrnn train FILE", quiet)
     return (path, *load_model(path, pick_device(device)))
 
 

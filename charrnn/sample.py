@@ -167,6 +167,17 @@ class StopScan:
         return out
 
 
+def release(scan: StopScan | None, ch: str | None, p=None) -> tuple[list[tuple[str, object]], str | None]:
+    """What one sample's drawn character (None: EOS) lets out, as (character, p) pairs, and why the sample
+    ended there: "eos", "stop", or None while it goes on. At EOS, what the stop scan held back was no stop."""
+    if ch is None:
+        return (scan.flush() if scan else []), "eos"
+    if scan is None:
+        return [(ch, p)], None
+    out, stopped = scan.feed(ch, p)
+    return out, ("stop" if stopped else None)
+
+
 class Sampler:
     """Draws cfg.num_samples samples as one batch; events() yields them as they are made.
 
@@ -242,15 +253,10 @@ class Sampler:
 
     def _emit(self, i: int, ch: str | None, p: float | None) -> Iterator[tuple]:
         """Events for sample i's drawn character (None: EOS); returns whether the sample goes on."""
-        if ch is None:  # EOS: what a stop scan held back was no stop
-            out, stopped = (self.scans[i].flush() if self.scans else []), False
-        elif self.scans is None:
-            out, stopped = [(ch, p)], False
-        else:
-            out, stopped = self.scans[i].feed(ch, p)
+        out, reason = release(self.scans[i] if self.scans else None, ch, p)
         yield from self._out(i, out)
-        if ch is None or stopped:
-            self.ended[i] = "eos" if ch is None else "stop"
+        if reason:
+            self.ended[i] = reason
             yield (i, None, p if ch is None else None) if self.with_prob else (i, None)
             return False
         return True
