@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_CPU ?= torch==2.13.0
 DEMO_TIME ?= 3m
 
-.PHONY: install demo test test-browser lint bench bench-serve bench-quality bench-corpora clean corpora base gpu-check gpu-test gpu-bench gpu-bench-speed gpu-bench-quality
+.PHONY: install demo test test-fast test-browser lint bench bench-serve bench-quality bench-corpora clean corpora base gpu-check gpu-test gpu-bench gpu-bench-speed gpu-bench-quality
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# While developing: everything but the slow end-to-end tests (torchrun, crashes, the browser); make test runs all.
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
 
 # serve's page in headless chromium (tests/test_page.py; make test runs them too where chromium is installed):
 # installs Debian's chromium and chromedriver first if missing, and saves the README's screenshot.

@@ -16,13 +16,12 @@ import typer
 from . import options as opt
 from .config import DynamicConfig, ModelConfig, SampleConfig, ServeConfig, TrainConfig
 from .errors import command
-from .render import stderr_console
 
 app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="Train a character-level LSTM on any text, then generate text like it.",
-    context_settings={"help_option_names": ["-h", "--help"]},
+    add_completion=False, no_args_is_help=True, help="Train a character-level LSTM on any text, then generate text like it.",
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
+    # Plain help: rich's panels cost more start-up than the rest of --help; errors are one line (errors.command).
+    rich_markup_mode=None, pretty_exceptions_enable=False,
 )
 
 
@@ -54,10 +53,11 @@ def train(
     cfg: TrainConfig = None,
     given: dict = None,
 ):
-    """Learn a corpus: train a char-level model and write best.pt, last.pt and metrics.jsonl."""
+    """Learn a corpus: train a model on it. Writes best.pt, last.pt and metrics.jsonl into the run directory."""
     from .corpus import documents_or_files
     from .distributed import from_env, shutdown
     from .progress import RichReporter
+    from .render import stderr_console
     from .runtime import set_threads
     from .train import train as run_train
     from .trainer import Reporter
@@ -151,7 +151,7 @@ def eval_cmd(
     dynamic: bool = opt.dynamic_option(),
     dyn: DynamicConfig = None,
 ):
-    """Score text: nats/char, bits/char and perplexity of the model on each file and overall."""
+    """Score text files: nats/char, bits/char and perplexity. Each file, then all of them together."""
     from . import render
     from .data import read_inputs
     from .dynamic import check, dynamic_evaluate
@@ -191,7 +191,7 @@ def score(
     dynamic: bool = opt.dynamic_option(" Documents are read in order; each adapts the model for the next."),
     dyn: DynamicConfig = None,
 ):
-    """Score each line (or document) by how typical it is: bits per character, EOS included. Sort with sort -g."""
+    """Rank lines (or documents) by how typical they are. Bits per character, EOS included; sort with sort -g."""
     from . import render
     from .data import document_stream, read_text, split_text
     from .dynamic import Adapter
@@ -219,7 +219,7 @@ def inspect(
     encoding: str = opt.encoding_option(),
     errors: str = opt.errors_option(),
 ):
-    """Look inside: per character the top-5 predictions and the surprisal; or what a hidden unit tracks."""
+    """Look inside: predictions, surprisal, hidden units. Per character the top-5 predictions and surprisal, or one unit."""
     from . import render
     from .data import read_text
     from .inference import open_model
@@ -245,15 +245,15 @@ def plot(
     runs: list[Path] = typer.Argument(None, help="Run directories (or .pt files in them). (default: the newest run)"),
     output: Path = typer.Option(Path("loss.png"), "--output", "-o", help="The PNG to write."),
 ):
-    """Plot training and validation bpc against characters seen and time, one line per run."""
+    """Plot runs' loss curves. Training and validation bpc against characters seen and time, one line per run."""
     from .checkpoint import resolve_checkpoint
     from .plot import load_run, write_png
-    from .render import chart_on_terminal
+    from .render import chart_on_terminal, note
 
     loaded = [load_run(p) for p in (runs or [resolve_checkpoint(None)])]
     chart_on_terminal(loaded)
     write_png(loaded, output)
-    stderr_console().print(f"[dim]wrote {output}[/]")
+    note(f"wrote {output}")
 
 
 @app.command()
@@ -266,7 +266,7 @@ def serve(
     quiet: bool = opt.quiet_option(),
     cfg: ServeConfig = None,
 ):
-    """Serve the model over HTTP: a page to write with it (/) and a JSON API (/v1/sample, /v1/score, /v1/info)."""
+    """Serve the model over HTTP: a co-writing page and a JSON API. The page at /; /v1/sample, /v1/score, /v1/info."""
     from .inference import open_model
     from .server import Service, check_installed, run_server
 
@@ -278,7 +278,7 @@ def serve(
 @app.command()
 @command
 def info(checkpoint: Path | None = opt.checkpoint_option()):
-    """Describe a checkpoint: config, vocabulary, size, progress and corpus."""
+    """Describe a checkpoint. Its config, vocabulary, size, progress and corpus."""
     from .checkpoint import load_checkpoint, resolve_checkpoint
     from .inference import describe
     from .render import info_table

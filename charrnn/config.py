@@ -132,7 +132,8 @@ class TrainConfig:
                                      "(0: all).", parse=positive_or_none)
     seed: int = setting(1337, "Random seed (weights, data order, dropout).")
     device: str = setting("auto", "", shared="device")
-    precision: str = setting("auto", "auto (fp16 autocast on CUDA, fp32 elsewhere), fp32, bf16 or fp16.")
+    precision: str | None = setting(None, "auto (fp16 autocast on CUDA, fp32 elsewhere), fp32, bf16 or fp16; one this "
+                                    "machine cannot run is refused. (default: auto; on --resume, the run's own)")
     compile: bool = setting(False, "torch.compile the training forward pass (slow start).", flags=("--compile",))
 
     def to_dict(self) -> dict:

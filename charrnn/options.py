@@ -71,10 +71,15 @@ def _option(f: Field, given_only: bool):
     return typer.Option(default, *(m["flags"] or (_flag(f),)), help=help, show_default=not given_only)
 
 
+@functools.cache
+def _type_hints(cls: type) -> dict:
+    return typing.get_type_hints(cls)  # once per class: resolving every annotation is a noticeable part of --help
+
+
 def _cli_type(cls: type, f: Field, given_only: bool):
     """What the option parses: the field's type, or its cli_type (a duration is written as text);
     optional where only the flags given count."""
-    t = f.metadata["cli_type"] or typing.get_type_hints(cls)[f.name]
+    t = f.metadata["cli_type"] or _type_hints(cls)[f.name]
     if f.metadata["cli_type"] and f.default is None:
         t = t | None
     return t | None if given_only and t is not bool else t

@@ -23,7 +23,7 @@ from .data import Vocab
 from .distributed import World
 from .errors import CharRNNError, UsageError
 from .finetune import Base, grown_weights, load_base, refuse_shape_flags
-from .runtime import autocast, autocast_dtype
+from .runtime import asked_dtype, autocast, autocast_dtype
 
 
 @dataclass
@@ -54,9 +54,15 @@ def set_up(docs: list[str] | TextFiles, model_cfg: dict, cfg: TrainConfig, out: 
     vocab = model_config = None
     if prev is not None:
         vocab, model_config = Vocab(prev["vocab"]), ModelConfig(**prev["model_config"])
-        cfg = resumed_config(prev, cfg)
-    elif base is not None:
-        vocab = base.vocab
+        cfg = resumed_config(prev, cfg, rep)
+    else:
+        cfg = replace(cfg, precision=cfg.precision or "auto")  # recorded as asked, so a resume keeps it
+        if base is not None:
+            vocab = base.vocab
+    # Before the corpus cache (the run directory's first file): a precision this machine lacks is refused here.
+    kept = prev is not None and cfg.precision == prev["train_config"].get("precision")
+    autocast_dtype(cfg.precision, device, cell_of(model_config, base, model_cfg),
+                   asked=f"--resume of a run trained in {cfg.precision}" if kept else None)
     split = prepare_data(docs, vocab, cfg, out, world, rep, grow=base is not None)
     if base is not None:
         added = split.vocab.chars[len(base.vocab.chars):]
@@ -107,7 +113,7 @@ def start_from(init: str | None, prev: dict | None, given: dict, out: Path) -> B
 def check_options(cfg: TrainConfig, model_cfg: dict, device: torch.device) -> None:
     """Refuse settings that cannot work, before any work."""
     ModelConfig(vocab_size=1, **model_cfg)  # its own checks, before the vocabulary is known
-    autocast_dtype(cfg.precision, device)
+    asked_dtype(cfg.precision, device)  # the name; whether this machine runs it is asked once the cell is known
     if cfg.seq_len < 1 or cfg.batch_size < 1:
         raise UsageError("--seq-len and --batch-size must be at least 1")
     if cfg.lr <= 0 or not math.isfinite(cfg.lr):
@@ -125,15 +131,37 @@ def load_for_resume(out: Path) -> dict:
     return ckpt_io.load_checkpoint(last)
 
 
-def resumed_config(prev: dict, cfg: TrainConfig) -> TrainConfig:
-    """The run's own settings stand; only how long to go on, how often to evaluate, and where may
-    change. Without a new budget, the run's own budget (say --time 10m) is finished."""
-    changes = {"device": cfg.device, "patience": cfg.patience, "precision": cfg.precision, "compile": cfg.compile}
+def cell_of(model_config: ModelConfig | None, base: Base | None, given: dict) -> str:
+    """The cell the run trains: a resumed run's, the base's (--init), or the one asked for."""
+    if model_config is not None:
+        return model_config.cell
+    if base is not None:
+        return base.model_config.cell
+    return given.get("cell", ModelConfig.__dataclass_fields__["cell"].default)
+
+
+def resumed_config(prev: dict, cfg: TrainConfig, rep=None) -> TrainConfig:
+    """The run's own settings stand; only how long to go on, how often to evaluate, where, and (when
+    given) in what precision may change. Without a new budget, the run's own budget (say --time 10m)
+    is finished; without --precision, the run's own precision (say fp32 on a GPU, where auto means fp16)."""
+    own = TrainConfig(**prev["train_config"])
+    changes = {"device": cfg.device, "patience": cfg.patience, "compile": cfg.compile}
+    if cfg.precision is not None:
+        changes["precision"] = cfg.precision
+    if rep is not None and (own.precision != "auto" or cfg.precision not in (None, own.precision)):
+        rep.message(precision_note(own.precision, cfg.precision))
     if cfg.epochs or cfg.steps or cfg.time_budget:
         changes.update(epochs=cfg.epochs, steps=cfg.steps, time_budget=cfg.time_budget)
     if cfg.eval_every:
         changes["eval_every"] = cfg.eval_every
-    return replace(TrainConfig(**prev["train_config"]), **changes)
+    return replace(own, **changes)
+
+
+def precision_note(own: str, asked: str | None) -> str:
+    """What a resumed run says about its precision: kept, or changed as asked."""
+    if asked in (None, own):
+        return f"--resume: training on in {own}, the run's own precision (give --precision to change it)"
+    return f"--resume: training on in {asked} as asked (the run trained in {own})"
 
 
 def refuse_contradictions(prev: dict, fp: str, model_cfg: dict, force: bool) -> None:
@@ -191,7 +219,7 @@ def new_model_config(given: dict, vocab_size: int, train_chars: int, cfg: TrainC
     model = ModelConfig(vocab_size=vocab_size, **given)
     chosen_by_hand = "dropout" in given or "weight_drop" in given
     if cfg.time_budget and "layers" not in given and "hidden" not in given:
-        with autocast(device, autocast_dtype(cfg.precision, device)):
+        with autocast(device, autocast_dtype(cfg.precision, device, model.cell)):
             # One process's speed: under torchrun the size (and its regularisation) is chosen as for one.
             pick = sizing.choose_model(model, train_chars, cfg.time_budget, cfg.batch_size, cfg.seq_len, device)
         rep.message(f"--time {cfg.time_budget:g}s: chose {pick.layers} x {pick.hidden} ({pick.params:,} parameters): "
@@ -224,7 +252,7 @@ def budget_passes(model: ModelConfig, train_chars: int, cfg: TrainConfig, device
     if cfg.steps:
         counts.append(cfg.steps * per_step / max(train_chars, 1))
     if not counts and cfg.time_budget:
-        with autocast(device, autocast_dtype(cfg.precision, device)):
+        with autocast(device, autocast_dtype(cfg.precision, device, model.cell)):
             rate = sizing.measure_chars_per_s(model, cfg.batch_size, cfg.seq_len, device) * processes
         counts.append(sizing.readable_chars(rate, cfg.time_budget) / max(train_chars, 1))
     return min(counts) if counts else None

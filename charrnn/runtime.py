@@ -6,6 +6,7 @@ Every command that computes goes through here, so the choices are made in one pl
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 
 import torch
@@ -60,23 +61,85 @@ def set_threads(threads: int | None) -> int:
     return n
 
 
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The dtype to autocast matrix products to, or None for plain fp32.
+def autocast_dtype(precision: str | None, device: torch.device, cell: str = "lstm",
+                   asked: str | None = None) -> torch.dtype | None:
+    """The dtype to autocast matrix products to, or None for plain fp32; a UsageError naming the fix for a
+    precision this device cannot run for `cell` (its message begins with `asked`, default "--precision P").
 
     auto: fp16 on a CUDA GPU (with loss scaling, see train): cuDNN's LSTM has long supported fp16
     under autocast and runs it on tensor cores, while its bf16 path has a history of missing kernels
-    across versions; fp32 elsewhere (CPUs without bf16 units run bf16 slower than fp32). bf16 is
-    there to ask for by name.
+    across versions; fp32 elsewhere (CPUs without bf16 units run bf16 slower than fp32), and fp32
+    wherever the device turns out to lack the kernel (kernel_problem). bf16 is there to ask for by name.
     """
+    precision = precision or "auto"
+    dtype = asked_dtype(precision, device)
+    if dtype is None:
+        return None
+    problem = kernel_problem(device, dtype, cell)
+    if problem is None:
+        return dtype
+    if precision == "auto":
+        return None
+    raise UsageError(f"{asked or '--precision ' + precision}: {problem}; use --precision fp32")
+
+
+def asked_dtype(precision: str | None, device: torch.device) -> torch.dtype | None:
+    """What `precision` (None: auto) asks for on this kind of device, before asking the device's kernels;
+    a UsageError for a name not known, and for fp16 off CUDA (its loss scaling is there only)."""
+    precision = precision or "auto"
     if precision not in PRECISIONS:
         raise UsageError(f"--precision {precision!r} is not known; use {', '.join(PRECISIONS)}")
-    if precision == "auto":
-        return torch.float16 if device.type == "cuda" else None
-    if precision == "fp32":
-        return None
     if precision == "fp16" and device.type != "cuda":
         raise UsageError("--precision fp16 needs a CUDA GPU (loss scaling); use bf16 or fp32 here")
-    return torch.bfloat16 if precision == "bf16" else torch.float16
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16,
+            "auto": torch.float16 if device.type == "cuda" else None}[precision]
+
+
+def kernel_problem(device: torch.device, dtype: torch.dtype, cell: str = "lstm") -> str | None:
+    """Why `cell`'s fused kernel cannot train in `dtype` under autocast on `device`, or None when it can.
+
+    Torch says what the CPU supports, but whether oneDNN (or cuDNN) has the kernel for this cell is only
+    known by asking it: a forward and backward pass of a tiny module, once per process for each
+    (device, dtype, cell). oneDNN's bf16 LSTM needs AVX-512; on an AVX2-only CPU (or under
+    ONEDNN_MAX_CPU_ISA=AVX2) it cannot create the primitive, while GRU and RNN run everywhere.
+    """
+    return _probe(device.type, device.index, dtype, cell)
+
+
+@functools.cache
+def _probe(device_type: str, index: int | None, dtype: torch.dtype, cell: str) -> str | None:
+    from .cells import get_cell
+
+    device = torch.device(device_type, index) if index is not None else torch.device(device_type)
+    try:
+        with torch.random.fork_rng(devices=[]):  # the caller's seeded streams stay untouched
+            module = get_cell(cell).build(8, 8, 2, 0.0).to(device)
+        x = torch.ones(2, 3, 8, device=device, requires_grad=True)
+        with torch.autocast(device_type=device_type, dtype=dtype):
+            out, _ = module(x)
+        out.float().sum().backward()
+    except RuntimeError as e:
+        return f"this {_describe(device)} cannot run the {cell.upper()} in {_name(dtype)} ({_why(device, dtype, e)})"
+    return None
+
+
+def _name(dtype: torch.dtype) -> str:
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype).removeprefix("torch."))
+
+
+def _describe(device: torch.device) -> str:
+    if device.type == "cpu":
+        return f"CPU ({torch.backends.cpu.get_cpu_capability()})"
+    return f"{device.type} device"
+
+
+def _why(device: torch.device, dtype: torch.dtype, error: RuntimeError) -> str:
+    """What the user can do about a failed probe: which CPUs have the kernel, or the library's own words."""
+    if device.type == "cpu" and dtype == torch.bfloat16:
+        capped = next((f"{k}={os.environ[k]}" for k in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA") if k in os.environ), "")
+        return ("oneDNN has bf16 LSTM kernels for CPUs with AVX-512 only, such as Intel Xeon Skylake-SP and later "
+                "or AMD Zen 4 and later" + (f", and {capped} keeps it below that" if capped else ""))
+    return str(error).splitlines()[0][:160]
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

@@ -71,6 +71,19 @@ def active_rules(cfg: SampleConfig) -> tuple[Rule, ...]:
     return tuple(rule for rule in RULES if rule.active(cfg))
 
 
+def draw_probs(logits: torch.Tensor, cfg: SampleConfig) -> torch.Tensor:
+    """logits (B, V) -> what a draw takes from (B, V) float32: softmax at the temperature after every RULES
+    filter (unnormalised where top-p zeroed some: the draw scales by the row's total)."""
+    rules = active_rules(cfg)
+    logits = logits.float() / cfg.temperature
+    for rule in rules:
+        logits = rule.logits(logits, cfg)
+    probs = torch.softmax(logits, dim=-1)
+    for rule in rules:
+        probs = rule.probs(probs, cfg)
+    return probs
+
+
 def next_ids(logits: torch.Tensor, cfg: SampleConfig, generator: torch.Generator | None,
              u: torch.Tensor | None = None) -> torch.Tensor:
     """logits (B, V) -> drawn ids (B,): argmax with greedy, else a draw at the temperature after every RULES filter.
@@ -79,13 +92,7 @@ def next_ids(logits: torch.Tensor, cfg: SampleConfig, generator: torch.Generator
     rows from its own generator), else torch.rand from `generator`; the same numbers give the same ids."""
     if cfg.greedy:
         return logits.argmax(dim=-1)
-    rules = active_rules(cfg)
-    logits = logits.float() / cfg.temperature
-    for rule in rules:
-        logits = rule.logits(logits, cfg)
-    probs = torch.softmax(logits, dim=-1)
-    for rule in rules:
-        probs = rule.probs(probs, cfg)
+    probs = draw_probs(logits, cfg)
     # Inverse CDF: one uniform number per stream, where torch.multinomial costs several times more
     # per call on small batches (and sampling makes a call per character).
     cdf = probs.cumsum(dim=-1)

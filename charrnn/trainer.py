@@ -30,7 +30,7 @@ from .averaging import WeightAverage
 from .batching import Windows
 from .data import Vocab
 from .distributed import World
-from .errors import UsageError
+from .errors import CharRNNError, UsageError
 from .evaluation import evaluate
 from .metrics import EvalRecord, Loss, bits
 from .model import CharRNN, State, detach_state, select_state
@@ -152,7 +152,7 @@ class Trainer:
         if world.parallel:
             torch.manual_seed(cfg.seed + 1 + world.rank)  # same initial weights, but each rank its own dropout masks
         self.opt = _optimizer(self.model, cfg.weight_decay, cfg.lr, device)
-        self.amp_dtype = autocast_dtype(cfg.precision, device)
+        self.amp_dtype = autocast_dtype(cfg.precision, device, run.model_config.cell)
         # fp16 needs its loss scaled so small gradients do not flush to zero; bf16 and fp32 do not.
         self.scaler = torch.amp.GradScaler(device.type) if self.amp_dtype == torch.float16 else None
         self.fwd = self._forward_module()
@@ -203,7 +203,7 @@ class Trainer:
         _set_rng_state(self.gen, prev.get("rng_ranks", [prev["rng"]])[world.rank])
         saved = prev.get("state")
         if saved:
-            self.carried = self.model.cell.pack([s.to(self.device) for s in saved])
+            self.carried = self.model.cell.pack([s.to(self.device, torch.float32) for s in saved])  # older runs saved half
             if world.parallel:  # the saved state holds every rank's streams
                 mine = torch.arange(world.rank * self.cfg.batch_size, (world.rank + 1) * self.cfg.batch_size,
                                     device=self.device)
@@ -268,6 +268,11 @@ class Trainer:
         self.prog.train_loss = total / count
         self.loss_sum.zero_()
         self.loss_steps = 0
+        if not math.isfinite(self.prog.train_loss):  # every rank sees the same sum: all stop here
+            raise CharRNNError(
+                f"training diverged: the training loss is {self.prog.train_loss} at step {self.prog.step:,}; the "
+                f"checkpoints in {self.run.out} are the last ones with a finite loss. Train again with a lower --lr "
+                "or --clip, in --precision fp32, without --compile")
 
     # -- evaluation and checkpoints ------------------------------------------------------------
 
@@ -324,7 +329,8 @@ class Trainer:
     def payload(self) -> dict:
         """The checkpoint; a collective under torchrun (every rank's RNG and carried state go into it)."""
         rngs = dist_.gather(self.world, _rng_state(self.gen))
-        carried = None if self.carried is None else [s.detach().cpu() for s in self.model.cell.unpack(self.carried)]
+        # Under autocast the carried state is half precision; checkpoints hold it in fp32, which any precision resumes.
+        carried = None if self.carried is None else [s.detach().float().cpu() for s in self.model.cell.unpack(self.carried)]
         states = dist_.gather(self.world, carried)
         state = None if states[0] is None else [torch.cat(parts, dim=1) for parts in zip(*states, strict=True)]
         return dict(self.run.record, model=self.model.state_dict(), optimizer=self.opt.state_dict(),

@@ -144,15 +144,12 @@ def server(trained_run):
 @pytest.fixture(scope="session")
 def names_run(tmp_path_factory):
     """A line-mode model trained from standard input on the bundled names (run directory's parent; the run is names/)."""
-    import subprocess
-    import sys
+    from inprocess import invoke
 
     d = tmp_path_factory.mktemp("names")
     names = (ROOT / "corpora" / "names.txt").read_text().splitlines()[::3]
-    r = subprocess.run([sys.executable, "-m", "charrnn", "train", "--lines", "-", "--out", "names", "--steps", "300",
-                        "--dropout", "0.1", "--hidden", "128", "--embed", "16", "--sample-length", "0", "-q"],
-                       cwd=d, input="\n".join(names) + "\n", capture_output=True, text=True, timeout=300,
-                       env=dict(os.environ, NO_COLOR="1"))
+    r = invoke("train", "--lines", "-", "--out", "names", "--steps", "300", "--dropout", "0.1", "--hidden", "128",
+               "--embed", "16", "--sample-length", "0", "-q", cwd=d, input="\n".join(names) + "\n")
     assert r.returncode == 0, r.stderr
     assert r.stdout == ""
     return d

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from inprocess import invoke as run
 
 BAD = [
     # (files to create, command, message)
@@ -36,15 +37,21 @@ BAD = [
 ]
 
 
+IN_A_PROCESS = {"train missing.txt", "train t.txt --precision fp8", "sample -c fake.pt"}  # also run as a real process
+
+
 @pytest.mark.parametrize("files, args, message", BAD, ids=[" ".join(b[1]) for b in BAD])
 def test_bad_input(tmp_path, files, args, message):
     for name, data in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(data)
-    env = dict(os.environ, NO_COLOR="1")
-    env.pop("CHARRNN_DEBUG", None)
-    r = subprocess.run([sys.executable, "-m", "charrnn", *args], cwd=tmp_path, capture_output=True, text=True, env=env,
-                       timeout=120)
+    r = run(*args, cwd=tmp_path)
+    if " ".join(args) in IN_A_PROCESS:  # the same from a process of its own, as a user's shell starts it
+        env = dict(os.environ, NO_COLOR="1")
+        env.pop("CHARRNN_DEBUG", None)
+        p = subprocess.run([sys.executable, "-m", "charrnn", *args], cwd=tmp_path, capture_output=True, text=True,
+                           env=env, timeout=120)
+        assert (p.returncode, p.stdout, p.stderr) == (r.returncode, r.stdout, r.stderr)
     assert r.returncode == 2, r.stderr
     assert message in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
@@ -63,19 +70,15 @@ def test_bad_input(tmp_path, files, args, message):
     (["--device", "quantum"], "not known"),
 ])
 def test_bad_sampling_input(trained_run, tmp_path, opts, message):
-    env = dict(os.environ, NO_COLOR="1")
-    r = subprocess.run([sys.executable, "-m", "charrnn", "sample", "-c", str(trained_run), *opts], cwd=tmp_path,
-                       capture_output=True, text=True, env=env, timeout=120)
+    r = run("sample", "-c", trained_run, *opts, cwd=tmp_path)
     assert r.returncode == 2 and message in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and r.stdout == ""
 
 
 def test_undecodable_bytes_can_be_replaced_or_reencoded(tmp_path):
     (tmp_path / "l.txt").write_bytes(b"caf\xe9 au lait, " * 30)
-    env = dict(os.environ, NO_COLOR="1")
     for extra in (["--errors", "replace"], ["--encoding", "latin-1"]):
-        r = subprocess.run([sys.executable, "-m", "charrnn", "train", "l.txt", "--steps", "2", "--hidden", "8",
-                            "--out", "r", "-q", *extra], cwd=tmp_path, capture_output=True, text=True, env=env)
+        r = run("train", "l.txt", "--steps", "2", "--hidden", "8", "--out", "r", "-q", *extra, cwd=tmp_path)
         assert r.returncode == 0, r.stderr
         import torch
 
@@ -85,7 +88,6 @@ def test_undecodable_bytes_can_be_replaced_or_reencoded(tmp_path):
 
 def test_short_corpus_is_trained_with_a_smaller_window_and_says_so(tmp_path):
     (tmp_path / "s.txt").write_text("just a few words here\n" * 3)
-    r = subprocess.run([sys.executable, "-m", "charrnn", "train", "s.txt", "--steps", "3", "--out", "s"], cwd=tmp_path,
-                       capture_output=True, text=True, env=dict(os.environ, NO_COLOR="1"))
+    r = run("train", "s.txt", "--steps", "3", "--out", "s", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "corpus is short" in r.stderr and "--batch-size 1" in r.stderr

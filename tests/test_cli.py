@@ -1,4 +1,6 @@
-"""The command line end to end, in real subprocesses, as a user runs it."""
+"""The command line end to end, as a user runs it: commands run in this process from the same entry point
+(inprocess.invoke, no torch import each time), and in real subprocesses where the process is the subject
+(--help's imports, a closed pipe, Ctrl-C, what a non-terminal stderr shows)."""
 
 import json
 import os
@@ -7,13 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-
-def run(*args, cwd, input=None, env=None):
-    e = dict(os.environ, NO_COLOR="1", **(env or {}))
-    e.pop("CHARRNN_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "charrnn", *map(str, args)], cwd=cwd, input=input,
-                          capture_output=True, text=True, env=e, timeout=300)
+from inprocess import invoke as run
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,8 @@ from charrnn.checkpoint import load_checkpoint
 from charrnn.errors import CharRNNError
 from charrnn.train import train
 
+pytestmark = pytest.mark.slow  # end to end in real processes: make test-fast leaves it out
+
 
 def _start_training(cwd, out, text):
     (cwd / "c.txt").write_text(text, encoding="utf-8")

@@ -1,14 +1,13 @@
 """Fine-tuning (`train --init`): a base's weights, its vocabulary grown, lineage, resume, bad input, the bundled base."""
 
 import hashlib
-import os
 import subprocess
-import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 from conftest import TINY_MODEL, tiny_config
+from inprocess import invoke as cli
 
 from charrnn.checkpoint import BUNDLED, load_checkpoint
 from charrnn.config import SampleConfig
@@ -22,11 +21,6 @@ from charrnn.train import train
 NEW = ("þ", "ŋ")  # in neither the base corpus nor its vocabulary
 
 
-def cli(*args, cwd, input=None):
-    env = dict(os.environ, NO_COLOR="1")
-    env.pop("CHARRNN_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "charrnn", *map(str, args)], cwd=cwd, input=input, capture_output=True,
-                          text=True, env=env, timeout=300)
 
 
 BASE_TEXT = slice(0, 20_000)  # of corpus_text: what the base is trained on

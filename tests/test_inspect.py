@@ -6,7 +6,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 import torch
-from test_cli import run
+from inprocess import invoke as run
 
 from charrnn.data import document_stream
 from charrnn.evaluation import evaluate

@@ -16,9 +16,9 @@ from conftest import Server
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 DRIVER = shutil.which("chromedriver")
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not (CHROMIUM and DRIVER), reason="no headless browser here (chromium and chromedriver); make test-browser installs "
-    "them (apt-get install chromium chromium-driver) and runs these tests")
+    "them (apt-get install chromium chromium-driver) and runs these tests")]
 
 
 @pytest.fixture(scope="module")

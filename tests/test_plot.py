@@ -5,7 +5,7 @@ import sys
 
 import pytest
 from conftest import TINY_MODEL, tiny_config
-from test_cli import run
+from inprocess import invoke as run
 from test_inspect import _on_a_terminal
 
 from charrnn.errors import UsageError

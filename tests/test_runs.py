@@ -7,7 +7,7 @@ from conftest import TINY_MODEL, Notes, tiny_config
 from charrnn import sizing
 from charrnn.config import ModelConfig
 from charrnn.errors import UsageError
-from charrnn.runs import new_model_config
+from charrnn.runs import new_model_config, resumed_config
 from charrnn.train import train
 
 
@@ -57,3 +57,23 @@ def test_a_time_budget_with_a_given_size_times_it_for_the_dropout():
     # 1,000 chars read for a minute: the most regularisation there is.
     assert mc.hidden == 32 and mc.regularisation == sizing.REGULARISATION_BY_PASSES[-1][1]
     assert "weight drop" in notes.notes[-1]
+
+
+@pytest.mark.parametrize("own, asked, kept", [("fp32", None, "fp32"), ("auto", None, "auto"), ("fp16", None, "fp16"),
+                                              ("fp32", "bf16", "bf16"), ("bf16", "auto", "auto")])
+def test_a_resumed_run_keeps_its_own_precision_unless_one_is_given(own, asked, kept):
+    prev = {"train_config": tiny_config(precision=own).to_dict()}
+    notes = Notes()
+    assert resumed_config(prev, tiny_config(precision=asked), notes).precision == kept
+    said = " ".join(notes.notes)
+    if asked not in (None, own):
+        assert f"in {asked} as asked (the run trained in {own})" in said
+    elif own != "auto":
+        assert f"in {own}, the run's own precision" in said
+    else:
+        assert not said  # auto stays auto: nothing to say
+
+
+def test_a_new_run_records_the_precision_it_was_asked_for(tmp_path, corpus_text):
+    train([corpus_text[:5000]], TINY_MODEL, tiny_config(steps=2), tmp_path, sample_every_eval=0)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["train_config"]["precision"] == "auto"

@@ -1,13 +1,18 @@
-"""Threads, precision, compilation and the model a --time budget buys."""
+"""Threads, precision (and what this machine can run), compilation and the model a --time budget buys."""
+
+import os
+import platform
+import subprocess
+import sys
 
 import pytest
 import torch
 from conftest import TINY_MODEL, Notes, tiny_config
 
-from charrnn import sizing
+from charrnn import runtime, sizing
 from charrnn.config import ModelConfig, Regularisation
 from charrnn.errors import UsageError
-from charrnn.runtime import autocast_dtype, available_cores, set_threads
+from charrnn.runtime import autocast_dtype, available_cores, kernel_problem, set_threads
 from charrnn.train import train
 
 CPU = torch.device("cpu")
@@ -27,14 +32,75 @@ def test_threads_are_set_and_default_to_the_cores_available(restore_threads):
         set_threads(0)
 
 
+BF16_LSTM = kernel_problem(CPU, torch.bfloat16, "lstm")  # None where this CPU runs the LSTM in bf16
+needs_bf16 = pytest.mark.skipif(BF16_LSTM is not None, reason=f"bf16: {BF16_LSTM}")
+CAPPED = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2", NO_COLOR="1")  # oneDNN as on an AVX2-only CPU
+x86 = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="ONEDNN_MAX_CPU_ISA=AVX2 caps x86-64 CPUs")
+
+
 def test_precision_choices():
     assert autocast_dtype("auto", CPU) is None  # fp32 on a CPU
+    assert autocast_dtype(None, CPU) is None  # not given: auto
     assert autocast_dtype("fp32", CPU) is None
-    assert autocast_dtype("bf16", CPU) is torch.bfloat16
+    assert autocast_dtype("bf16", CPU, "gru") is torch.bfloat16  # ATen's own GRU kernel runs bf16 on any CPU
     with pytest.raises(UsageError, match="needs a CUDA GPU"):
         autocast_dtype("fp16", CPU)
     with pytest.raises(UsageError, match="not known"):
         autocast_dtype("half", CPU)
+
+
+@needs_bf16
+def test_bf16_is_taken_where_the_cpu_runs_it():
+    assert autocast_dtype("bf16", CPU) is torch.bfloat16
+
+
+def test_a_precision_the_machine_lacks_is_refused_naming_the_fix(monkeypatch):
+    monkeypatch.setattr(runtime, "kernel_problem", lambda device, dtype, cell="lstm": "this CPU (AVX2) cannot run it")
+    with pytest.raises(UsageError, match=r"^--precision bf16: this CPU \(AVX2\) cannot run it; use --precision fp32$"):
+        autocast_dtype("bf16", CPU)
+    assert autocast_dtype("auto", torch.device("cuda")) is None  # auto falls back to fp32 where fp16 cannot run
+
+
+def test_the_probe_is_asked_once_and_leaves_the_random_streams_alone():
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    runtime._probe.cache_clear()
+    kernel_problem(CPU, torch.bfloat16, "rnn")
+    assert torch.equal(torch.get_rng_state(), before)
+    kernel_problem(CPU, torch.bfloat16, "rnn")
+    assert runtime._probe.cache_info().hits == 1
+
+
+@x86
+def test_train_in_bf16_where_onednn_lacks_it_is_one_line_and_writes_nothing(tmp_path):
+    (tmp_path / "x.txt").write_text("to be or not to be " * 200)
+    r = subprocess.run([sys.executable, "-m", "charrnn", "train", "x.txt", "--precision", "bf16", "--steps", "2"],
+                       cwd=tmp_path, capture_output=True, text=True, env=CAPPED, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and "--precision bf16: this CPU" in r.stderr and "use --precision fp32" in r.stderr
+    assert "ONEDNN_MAX_CPU_ISA=AVX2" in r.stderr and "AVX-512" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.txt"]  # no run directory
+
+
+@x86
+def test_resuming_a_bf16_run_where_it_cannot_run_is_refused_and_fp32_goes_on(tmp_path, corpus_text):
+    train([corpus_text[:5000]], TINY_MODEL, tiny_config(steps=4, eval_every=4), tmp_path / "run", sample_every_eval=0)
+    last = tmp_path / "run" / "last.pt"
+    ckpt = torch.load(last, weights_only=True)  # as a run trained in bf16 on another machine leaves it
+    ckpt["train_config"]["precision"] = "bf16"
+    ckpt["state"] = [s.to(torch.bfloat16) for s in ckpt["state"]]
+    torch.save(ckpt, last)
+    (tmp_path / "x.txt").write_text(corpus_text[:5000])
+    cmd = [sys.executable, "-m", "charrnn", "train", "x.txt", "--out", "run", "--resume", "--steps", "6", "-q"]
+    r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=CAPPED, timeout=120)
+    assert r.returncode == 2 and "--resume of a run trained in bf16: this CPU" in r.stderr, r.stderr
+    assert torch.load(last, weights_only=True)["progress"]["step"] == 4  # untouched
+    r = subprocess.run([*cmd, "--precision", "fp32"], cwd=tmp_path, capture_output=True, text=True, env=CAPPED,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr  # the half-precision state was read back in fp32
+    resumed = torch.load(last, weights_only=True)
+    assert resumed["progress"]["step"] == 6 and resumed["train_config"]["precision"] == "fp32"
+    assert all(s.dtype == torch.float32 for s in resumed["state"])
 
 
 def fake_rates(flops_per_s: float):
@@ -112,11 +178,20 @@ def test_given_sizes_are_kept_under_a_time_budget(tmp_path, corpus_text):
     assert not any("chose" in n for n in notes.notes)
 
 
-@pytest.mark.parametrize("options", [{"precision": "bf16"}, {"compile": True}])
+# Under ATEN_CPU_CAPABILITY=avx2 on an AVX-512 CPU, inductor's AVX2 code for the training graph computes garbage
+# losses here (torch 2.13); on a real AVX2-only CPU this test passed (issue 21's report). The loop then stops
+# at the first non-finite loss (test_trainer), but the emulation says nothing about compile on such a CPU.
+ATEN_CAPPED = pytest.mark.skipif("ATEN_CPU_CAPABILITY" in os.environ, reason="ATEN_CPU_CAPABILITY emulates a smaller "
+                                 "CPU, under which torch.compile's training graph is wrong on this one (torch 2.13)")
+
+
+@pytest.mark.parametrize("options", [pytest.param({"precision": "bf16"}, marks=needs_bf16),
+                                     pytest.param({"compile": True}, marks=ATEN_CAPPED)])
 def test_bf16_autocast_and_compile_train_on_the_cpu(tmp_path, corpus_text, options):
     result = train([corpus_text[:5000]], TINY_MODEL, tiny_config(steps=12, eval_every=6, **options), tmp_path,
                    sample_every_eval=0)
     ckpt = torch.load(tmp_path / "best.pt", weights_only=True)
     assert all(t.dtype == torch.float32 for t in ckpt["model"].values())  # master weights stay fp32
+    assert all(s.dtype == torch.float32 for s in ckpt["state"])  # the carried state too, whatever ran
     losses = [r["val_loss"] for r in result.metrics]
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]

@@ -11,9 +11,10 @@ from conftest import TINY_MODEL, tiny_config
 
 from charrnn.config import TrainConfig
 from charrnn.data import EOS
+from charrnn.errors import CharRNNError
 from charrnn.inference import load_model
 from charrnn.train import train
-from charrnn.trainer import Reporter
+from charrnn.trainer import Reporter, Trainer
 
 
 def test_small_model_overfits_short_text(tmp_path):
@@ -112,3 +113,15 @@ def test_patience_zero_spends_the_whole_time_budget(tmp_path, corpus_text):
                 tiny_config(steps=None, time_budget=3.0, eval_every=10, patience=0, lr=2e-2, val_frac=0.2), tmp_path,
                 sample_every_eval=0)
     assert res.progress.stopped == "time"
+
+
+def test_a_loss_that_turns_non_finite_stops_the_run_and_keeps_the_last_good_checkpoints(tmp_path, corpus_text, monkeypatch):
+    train([corpus_text[:5000]], TINY_MODEL, tiny_config(steps=20, eval_every=10), tmp_path, sample_every_eval=0)
+    good = torch.load(tmp_path / "last.pt", weights_only=True)
+    real = Trainer.train_step
+    monkeypatch.setattr(Trainer, "train_step",
+                        lambda self, x, y, lr: real(self, x, y, lr) * (math.nan if self.prog.step >= 25 else 1.0))
+    with pytest.raises(CharRNNError, match=r"training diverged: the training loss is nan at step 30;.* lower --lr"):
+        train([corpus_text[:5000]], {}, tiny_config(steps=40, eval_every=10), tmp_path, resume=True, sample_every_eval=0)
+    kept = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert kept["progress"]["step"] == 20 and torch.equal(kept["model"]["head.weight"], good["model"]["head.weight"])
