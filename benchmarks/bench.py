@@ -125,6 +125,9 @@ class Alternate(Reporter):
         self.last: float | None = None
 
     def step(self, progress, fraction, train_loss, chars_per_s, lr) -> None:
+        # Each side waits for its own work: charrnn's step is queued on a GPU, and without this sync the bare
+        # step's own sync would wait for it and charge it to the bare side (a no-op on the CPU).
+        synchronize(self.bare.device)
         now = time.perf_counter()
         if self.last is not None:
             self.ours.append(now - self.last)

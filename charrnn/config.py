@@ -134,7 +134,9 @@ class TrainConfig:
     device: str = setting("auto", "", shared="device")
     precision: str | None = setting(None, "auto (fp16 autocast on CUDA, fp32 elsewhere), fp32, bf16 or fp16; one this "
                                     "machine cannot run is refused. (default: auto; on --resume, the run's own)")
-    compile: bool = setting(False, "torch.compile the training forward pass (slow start).", flags=("--compile",))
+    compile: bool = setting(False, "torch.compile the training forward pass around the recurrent kernel: embedding, "
+                            "dropout and output layer (dynamo leaves nn.LSTM/GRU/RNN to their fused kernels); slow start.",
+                            flags=("--compile",))
 
     def to_dict(self) -> dict:
         return asdict(self)

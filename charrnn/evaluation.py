@@ -12,6 +12,7 @@ from .data import EOS, Vocab, describe_chars, document_stream, split_text
 from .errors import UsageError
 from .metrics import Loss
 from .model import CharRNN
+from .runtime import to_device
 
 
 @torch.no_grad()
@@ -52,8 +53,8 @@ def evaluate(model: CharRNN, ids: np.ndarray | torch.Tensor, device: torch.devic
         x = torch.from_numpy(ids[pos].astype(np.int64))
         y = ids[pos + valid].astype(np.int64)  # the next id where valid (masked below where not)
         y[~valid | (j[None, :] < (s - b)[:, None])] = -100  # padding and burn-in: read, not scored
-        logits, state = model(x.to(device), state)
-        total += F.cross_entropy(logits.float().flatten(0, 1), torch.from_numpy(y).to(device).flatten(),
+        logits, state = model(to_device(x, device), state)
+        total += F.cross_entropy(logits.float().flatten(0, 1), to_device(torch.from_numpy(y), device).flatten(),
                                  ignore_index=-100, reduction="sum")
     model.train(was_training)
     return Loss(float(total), int((e - s).sum()))

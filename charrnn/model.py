@@ -9,6 +9,7 @@ from torch import nn
 
 from .cells import get_cell
 from .config import ModelConfig
+from .runtime import plain_fp32
 
 SMALL_STEP_BATCH = 8  # on a GPU, more streams than this take the fused kernel in step()
 
@@ -98,7 +99,8 @@ class CharRNN(nn.Module):
         itself, and sampling makes one call per character.
         """
         if self.training or (ids.shape[0] > SMALL_STEP_BATCH and ids.device.type != "cpu"):
-            logits, state = self(ids[:, None], state)
+            with plain_fp32(ids.device):  # rounding as the per-layer path's: serve's batch size must not change text
+                logits, state = self(ids[:, None], state)
             return logits[:, 0], state
         cell = self.cell
         parts = cell.unpack(state)

@@ -91,6 +91,12 @@ def asked_dtype(precision: str | None, device: torch.device) -> torch.dtype | No
         raise UsageError(f"--precision {precision!r} is not known; use {', '.join(PRECISIONS)}")
     if precision == "fp16" and device.type != "cuda":
         raise UsageError("--precision fp16 needs a CUDA GPU (loss scaling); use bf16 or fp32 here")
+    if precision == "bf16" and device.type == "cuda":
+        # Autocast hands cuDNN's RNN kernels fp16 whatever dtype was asked: bf16 would be fp16 without the loss
+        # scaling that keeps its small gradients from flushing to zero. Refused rather than silently half-scaled.
+        raise UsageError("--precision bf16 on CUDA: autocast runs cuDNN's recurrent kernels in fp16 whatever dtype is "
+                         "asked, so this would be fp16 without loss scaling; use --precision fp16 (scaled, the default "
+                         "there) or fp32")
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16,
             "auto": torch.float16 if device.type == "cuda" else None}[precision]
 
@@ -142,11 +148,33 @@ def _why(device: torch.device, dtype: torch.dtype, error: RuntimeError) -> str:
     return str(error).splitlines()[0][:160]
 
 
+@contextlib.contextmanager
+def plain_fp32(device: torch.device):
+    """A context in which cuDNN computes in true fp32, as plain matrix products do by default: cuDNN's own
+    default is TF32, so a fused step would round otherwise than the per-layer one (model.CharRNN.step)."""
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = before
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None):
     """A context that runs the forward pass in `dtype` (None: a no-op)."""
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def to_device(t: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """A host tensor on `device`; on a GPU through page-locked memory and without making the host wait for the copy."""
+    if torch.device(device).type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
 
 def synchronize(device: torch.device) -> None:

@@ -172,6 +172,7 @@ class Trainer:
         # The clock every decision reads: under torchrun the slowest rank's, agreed every SYNC_EVERY steps.
         self.agreed_elapsed, self.agreed_stop = self.prog.elapsed, ""
         self.timed_chars, self.timed_seconds = 0, 0.0
+        self._lapped = time.perf_counter()  # see lap()
         self.loss_sum, self.loss_steps = torch.zeros((), device=device), 0
 
     def _forward_module(self):
@@ -219,6 +220,17 @@ class Trainer:
 
     def lr(self) -> float:
         return self.schedule.lr(self.prog.step, self.fraction(), self.prog.lr_scale)
+
+    def lap(self) -> float:
+        """Wall seconds since the last lap. Training time is counted lap by lap, so whatever the host waits for
+        (a GPU's queued steps at the sync, reporting) is counted too, and only evaluations count themselves."""
+        now = time.perf_counter()
+        seconds, self._lapped = now - self._lapped, now
+        return seconds
+
+    def _count(self, seconds: float) -> None:
+        self.prog.elapsed += seconds
+        self.timed_seconds += seconds
 
     def chars_per_s(self) -> float:
         return self.timed_chars / self.timed_seconds if self.timed_seconds > 0 else 0.0
@@ -377,13 +389,13 @@ class Trainer:
         p = self.prog
         last_eval = p.elapsed
         self.model.train()
+        self.lap()
         with StopFlag() as stop:
             try:
                 while True:
                     p.stopped = self.stop_reason(stop)
                     if p.stopped:
                         break
-                    t0 = time.perf_counter()
                     xy, restarted = self.windows.next(p, self.gen)
                     if restarted:
                         self.carried = None  # the streams restart, so does their state
@@ -391,15 +403,16 @@ class Trainer:
                     self.loss_sum += self.train_step(xy[:, :-1], xy[:, 1:], lr)
                     self.loss_steps += 1
                     p.step, p.window, p.chars_seen = p.step + 1, p.window + 1, p.chars_seen + self.window_chars
-                    dt = time.perf_counter() - t0
-                    p.elapsed += dt
+                    self.timed_chars += self.window_chars
+                    self._count(self.lap())  # the step as queued: all of it on a CPU
                     if self.loss_steps >= SYNC_EVERY or p.step % self.cadence.steps == 0:  # same steps on every rank
                         self.agree(stop)
-                    self.timed_chars, self.timed_seconds = self.timed_chars + self.window_chars, self.timed_seconds + dt
+                        self._count(self.lap())  # on a GPU, the queued steps' time is spent waiting here
                     self.rep.step(p, self.fraction(), p.train_loss, self.chars_per_s(), lr)
                     if self.cadence.due(p.step, self.clock(), last_eval):
-                        self.evaluate_and_save()
+                        self.evaluate_and_save()  # counts its own time
                         last_eval = self.clock()
+                        self.lap()
             except KeyboardInterrupt:
                 # A second Ctrl-C: leave at once. The step in flight may be half applied, so nothing
                 # more is written; best.pt and last.pt on disk are the last complete ones.

@@ -1,8 +1,8 @@
 """The CUDA paths, run for real on an NVIDIA GPU (`make gpu-check`); skipped where CUDA is absent.
 
 Each test says what it proves: cuDNN training and every command on a GPU model, fp16 and bf16
-autocast with fp32 master weights (and the fp16 loss scaler saved and resumed), a checkpoint
-written on the GPU read on a CPU with the same logits, Ctrl-C and --resume, NCCL under torchrun,
+autocast with fp32 master weights (and the fp16 loss scaler saved and resumed; bf16 refused), a checkpoint
+written on the GPU read on a CPU with the same logits, Ctrl-C and --resume, NCCL under torchrun (two GPUs or more),
 --compile, and batched sampling.
 """
 
@@ -18,6 +18,7 @@ from test_trainer import StopAt
 
 from charrnn.checkpoint import load_checkpoint
 from charrnn.config import TrainConfig
+from charrnn.errors import UsageError
 from charrnn.inference import load_model
 from charrnn.train import train
 
@@ -66,7 +67,14 @@ def test_sampling_256_streams_on_the_gpu(gpu_run):
     assert len(samples) == 256 and len({s["text"] for s in samples}) > 200  # each stream its own draw
 
 
-@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_bf16_on_cuda_is_refused_before_any_work(tmp_path, corpus_text):
+    # Autocast would run cuDNN's LSTM in fp16 without the scaler: see runtime.asked_dtype.
+    with pytest.raises(UsageError, match="--precision bf16 on CUDA"):
+        train([corpus_text], TINY_MODEL, cuda_config(steps=5, precision="bf16"), tmp_path / "run", sample_every_eval=0)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("precision", ["fp16"])
 def test_mixed_precision_trains_fp32_master_weights_and_resumes(tmp_path, corpus_text, precision):
     cfg = cuda_config(steps=60, eval_every=20, precision=precision)
     train([corpus_text], TINY_MODEL, cfg, tmp_path, sample_every_eval=0)
@@ -114,6 +122,8 @@ def test_ctrl_c_then_resume_on_the_gpu_continues_the_run(tmp_path, corpus_text, 
         print(f"\n  resume on CUDA: {'bit-identical' if identical else 'within tolerance (not bit-identical)'}")
 
 
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL needs two GPUs: with one, torchrun's world is one "
+                    "process and neither DDP nor NCCL would run (test_distributed runs DDP with gloo on the CPU)")
 def test_torchrun_with_nccl_on_the_gpus_present(tmp_path, corpus_text):
     n = torch.cuda.device_count()
     (tmp_path / "play.txt").write_text(corpus_text, encoding="utf-8")

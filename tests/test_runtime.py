@@ -47,6 +47,17 @@ def test_precision_choices():
         autocast_dtype("fp16", CPU)
     with pytest.raises(UsageError, match="not known"):
         autocast_dtype("half", CPU)
+    with pytest.raises(UsageError, match=r"^--precision bf16 on CUDA: .*cuDNN.* fp16 without loss scaling; use --precision fp16"):
+        autocast_dtype("bf16", torch.device("cuda"))  # refused by name: no GPU is needed to know it
+
+
+def test_the_fused_sampling_step_on_a_gpu_computes_in_plain_fp32():
+    torch.backends.cudnn.allow_tf32 = True  # cuDNN's default
+    with runtime.plain_fp32(torch.device("cuda")):
+        assert torch.backends.cudnn.allow_tf32 is False
+    assert torch.backends.cudnn.allow_tf32 is True
+    with runtime.plain_fp32(CPU):
+        assert torch.backends.cudnn.allow_tf32 is True  # nothing to change on a CPU
 
 
 @needs_bf16

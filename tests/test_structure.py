@@ -46,3 +46,16 @@ def test_the_length_rule_sees_long_functions(tmp_path):
     body = "\n".join(f"    x{i} = {i}" for i in range(61))
     (tmp_path / "m.py").write_text(f'def long():\n    """Doc\n    string."""\n{body}\n\n\ndef short():\n    return 1\n')
     assert function_lengths(tmp_path) == [(61, "m.py:long"), (1, "m.py:short")]
+
+
+def test_the_torch_floor_is_the_torch_the_suite_runs_on():
+    # pyproject's lower bound on torch is the version make install pins and the suite (and CI) runs on: an older
+    # torch lacks APIs charrnn uses (torch.amp.GradScaler came after 2.2), and nothing here has run one.
+    import torch
+
+    root = PACKAGE.parent
+    floor = re.search(r'"torch>=([\d.]+)', (root / "pyproject.toml").read_text()).group(1)
+    pinned = re.search(r"TORCH_CPU \?= torch==([\d.]+)", (root / "Makefile").read_text()).group(1)
+    assert pinned.startswith(floor) and tuple(map(int, floor.split("."))) <= tuple(map(int, pinned.split(".")[:2]))
+    installed = tuple(int(x) for x in re.match(r"(\d+)\.(\d+)", torch.__version__).groups())
+    assert installed >= tuple(map(int, floor.split(".")))

@@ -125,3 +125,31 @@ def test_a_loss_that_turns_non_finite_stops_the_run_and_keeps_the_last_good_chec
         train([corpus_text[:5000]], {}, tiny_config(steps=40, eval_every=10), tmp_path, resume=True, sample_every_eval=0)
     kept = torch.load(tmp_path / "last.pt", weights_only=True)
     assert kept["progress"]["step"] == 20 and torch.equal(kept["model"]["head.weight"], good["model"]["head.weight"])
+
+
+def test_time_waited_at_the_host_sync_counts_against_the_budget(tmp_path, corpus_text, monkeypatch):
+    # On a GPU the steps are queued and the host waits for them at the sync every 10 steps: a sleep there
+    # stands for that wait, which the clock, the time budget and chars/s must all see.
+    import time
+
+    real, wait = Trainer.agree, 0.5
+    monkeypatch.setattr(Trainer, "agree", lambda self, stop: (time.sleep(wait), real(self, stop))[1])
+    result = train([corpus_text[:5000]], TINY_MODEL, tiny_config(steps=30, eval_every=30), tmp_path, sample_every_eval=0)
+    assert result.progress.elapsed >= 3 * wait
+    assert result.chars_per_s <= 30 * 8 * 32 / (3 * wait)
+    timed = train([corpus_text[:5000]], TINY_MODEL, tiny_config(steps=None, time_budget=1.0, eval_every=10**6),
+                  tmp_path / "timed", sample_every_eval=0)
+    assert timed.progress.step <= 30  # a second holds two waits: 20 steps and a few
+
+
+def test_a_half_precision_carried_state_in_a_checkpoint_resumes_in_fp32(tmp_path, corpus_text):
+    # Under autocast the carried state comes back in half precision; checkpoints now hold it in fp32, and one
+    # written before (say by a GPU run in fp16) is read back in fp32, which the CPU's fp32 LSTM needs.
+    train([corpus_text[:5000]], TINY_MODEL, tiny_config(steps=4, eval_every=4), tmp_path, sample_every_eval=0)
+    ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert all(s.dtype == torch.float32 for s in ckpt["state"])
+    ckpt["state"] = [s.half() for s in ckpt["state"]]
+    torch.save(ckpt, tmp_path / "last.pt")
+    train([corpus_text[:5000]], {}, tiny_config(steps=8, eval_every=4), tmp_path, resume=True, sample_every_eval=0)
+    resumed = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert resumed["progress"]["step"] == 8 and all(s.dtype == torch.float32 for s in resumed["state"])
