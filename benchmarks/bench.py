@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from charrnn.cells import get_cell  # noqa: E402
-from charrnn.config import ModelConfig, SampleConfig, TrainConfig  # noqa: E402
+from charrnn.config import STREAMS, ModelConfig, SampleConfig, TrainConfig  # noqa: E402
 from charrnn.data import Vocab, read_text  # noqa: E402
 from charrnn.inference import describe, load_model  # noqa: E402
 from charrnn.runtime import autocast, autocast_dtype, available_cores, pick_device, set_threads, synchronize  # noqa: E402
@@ -149,7 +149,7 @@ def training_speed(docs, device_name: str, quick: bool, work: Path) -> list[dict
     rows = []
     device = pick_device(device_name)
     vocab_size = len(Vocab.from_texts(docs))
-    cfg = TrainConfig(device=device_name)
+    cfg = TrainConfig(device=device_name, batch_size=STREAMS)  # the shape compared: 32 x 64
     chars = cfg.batch_size * cfg.seq_len
     for layers, hidden in ((1, 512), (2, 512)):
         given = {"layers": layers, "hidden": hidden}

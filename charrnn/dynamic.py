@@ -21,6 +21,7 @@ from .data import EOS, Vocab
 from .errors import UsageError
 from .metrics import Loss
 from .model import CharRNN, detach_state
+from .runtime import to_device
 
 
 class SGD:
@@ -89,19 +90,20 @@ class Adapter:
 
     def feed(self, ids: np.ndarray) -> Loss:
         """Score ids[1:] given ids[0] and everything fed before (the carried state), adapting after each segment."""
-        total, n = 0.0, len(ids) - 1
+        n = len(ids) - 1
+        total = torch.zeros((), dtype=torch.float64, device=self.device)  # read once at the end: no wait per segment
         for s in range(0, n, self.cfg.segment):
             e = min(n, s + self.cfg.segment)
-            x = torch.from_numpy(np.asarray(ids[s:e], dtype=np.int64)).to(self.device)[None]
-            y = torch.from_numpy(np.asarray(ids[s + 1 : e + 1], dtype=np.int64)).to(self.device)
+            x = to_device(torch.from_numpy(np.asarray(ids[s:e], dtype=np.int64)), self.device)[None]
+            y = to_device(torch.from_numpy(np.asarray(ids[s + 1 : e + 1], dtype=np.int64)), self.device)
             with torch.enable_grad():
                 logits, state = self.model(x, self.state)
                 nll = F.cross_entropy(logits[0].float(), y, reduction="sum")
                 (nll / (e - s)).backward()
-            total += float(nll.detach())
+            total += nll.detach()
             self.rule.step()
             self.state = detach_state(state)
-        return Loss(total, n)
+        return Loss(float(total), n)
 
     def document(self, ids: np.ndarray) -> Loss:
         """Score one document (EOS, its ids, EOS) from a fresh state, adapting; the weights carry over."""

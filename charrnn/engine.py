@@ -235,10 +235,12 @@ class Engine:
             if not job.top:
                 continue
             probs = reported_probs(self.logits[a:b], job.cfg)  # the model's, not the first draw's EOS mask
-            drawn = probs.gather(1, ids[a:b, None])[:, 0].tolist()
-            top_p, top_i = probs.topk(min(job.top, probs.shape[1]), dim=-1)
+            top_p, top_i = probs.topk(k := min(job.top, probs.shape[1]), dim=-1)
+            # One copy to the host (on a GPU, one wait) for all three; ids below 2**24 are exact as floats.
+            rows = torch.cat([probs.gather(1, ids[a:b, None]), top_p, top_i.to(probs.dtype)], 1).tolist()
             chars = self.vocab.chars
-            for row, (p, ps, ix) in enumerate(zip(drawn, top_p.tolist(), top_i.tolist(), strict=True)):
+            for row, values in enumerate(rows):
+                p, ps, ix = values[0], values[1 : 1 + k], map(int, values[1 + k :])
                 info[a + row] = (p, [(chars[t - 1] if t != EOS else None, q) for t, q in zip(ix, ps, strict=True)])
         return info
 

@@ -17,7 +17,7 @@ import torch
 from . import checkpoint as ckpt_io
 from . import distributed as dist_
 from .batching import fit_batch_shape
-from .config import FINETUNE_LR, LR, ModelConfig, Regularisation, TrainConfig
+from .config import FINETUNE_LR, LR, STREAMS, ModelConfig, Regularisation, TrainConfig
 from .corpus import Corpus, TextFiles, corpus_from_docs, prepare_corpus
 from .data import Vocab
 from .distributed import World
@@ -48,6 +48,7 @@ def set_up(docs: list[str] | TextFiles, model_cfg: dict, cfg: TrainConfig, out: 
     device = world.device(cfg.device)
     prev = load_for_resume(out) if resume else None
     base = start_from(init, prev, model_cfg, out)
+    asked = {"batch_size": cfg.batch_size is not None, "lr": cfg.lr is not None}  # the rest may follow the device
     if cfg.lr is None:
         cfg = replace(cfg, lr=LR if base is None else FINETUNE_LR)
     check_options(cfg, model_cfg, device)
@@ -55,8 +56,8 @@ def set_up(docs: list[str] | TextFiles, model_cfg: dict, cfg: TrainConfig, out: 
     if prev is not None:
         vocab, model_config = Vocab(prev["vocab"]), ModelConfig(**prev["model_config"])
         cfg = resumed_config(prev, cfg, rep)
-    else:
-        cfg = replace(cfg, precision=cfg.precision or "auto")  # recorded as asked, so a resume keeps it
+    else:  # recorded as asked, so a resume keeps it
+        cfg = replace(cfg, precision=cfg.precision or "auto", batch_size=cfg.batch_size or STREAMS)
         if base is not None:
             vocab = base.vocab
     # Before the corpus cache (the run directory's first file): a precision this machine lacks is refused here.
@@ -79,9 +80,9 @@ def set_up(docs: list[str] | TextFiles, model_cfg: dict, cfg: TrainConfig, out: 
     t0 = time.perf_counter()
     if model_config is None:  # measured speeds differ between processes: rank 0 chooses for all
         if world.main:
-            model_config = new_model_config(model_cfg, len(split.vocab), len(split.train), cfg, device, rep, world.size,
-                                            base=base)
-        model_config = dist_.from_main(world, model_config)
+            model_config, cfg = new_model_config(model_cfg, len(split.vocab), len(split.train), cfg, device, rep,
+                                                 world.size, base=base, asked=asked)
+        model_config, cfg = dist_.from_main(world, (model_config, cfg))
     if isinstance(docs, TextFiles):
         sources = sources or [str(p) for p in docs.paths]
     sources = sources or [f"<document {i}>" for i in range(len(docs))]
@@ -114,7 +115,7 @@ def check_options(cfg: TrainConfig, model_cfg: dict, device: torch.device) -> No
     """Refuse settings that cannot work, before any work."""
     ModelConfig(vocab_size=1, **model_cfg)  # its own checks, before the vocabulary is known
     asked_dtype(cfg.precision, device)  # the name; whether this machine runs it is asked once the cell is known
-    if cfg.seq_len < 1 or cfg.batch_size < 1:
+    if cfg.seq_len < 1 or (cfg.batch_size is not None and cfg.batch_size < 1):
         raise UsageError("--seq-len and --batch-size must be at least 1")
     if cfg.lr <= 0 or not math.isfinite(cfg.lr):
         raise UsageError(f"--lr must be a positive number, got {cfg.lr}")
@@ -201,15 +202,18 @@ def prepare_data(docs: list[str] | TextFiles, vocab: Vocab | None, cfg: TrainCon
 
 
 def new_model_config(given: dict, vocab_size: int, train_chars: int, cfg: TrainConfig, device: torch.device,
-                     rep, processes: int = 1, base: Base | None = None) -> ModelConfig:
-    """The model for a new run: the fields in `given`, the rest from ModelConfig's defaults, or with
-    `base` (--init) the base's shape with the grown vocabulary.
+                     rep, processes: int = 1, base: Base | None = None,
+                     asked: dict | None = None) -> tuple[ModelConfig, TrainConfig]:
+    """The model for a new run, and its training settings: the fields in `given`, the rest from ModelConfig's
+    defaults, or with `base` (--init) the base's shape with the grown vocabulary.
 
     Under a time budget with neither layers nor hidden given (and no base), the size (and its
     regularisation, unless given) is the one sizing.choose_model finds the budget can train well on
-    this device. With any other budget and neither --dropout nor --weight-drop, both follow the
-    passes over the training text that the budget buys (sizing.regularisation_for); without a budget
-    they are ModelConfig's defaults. Either one given sets the other to its default: they are chosen together.
+    this device; on a GPU, with the streams per step it measured best unless `asked` says --batch-size was
+    given (and the learning rate scaled to them unless --lr was: sizing.scaled_lr). With any other budget and
+    neither --dropout nor --weight-drop, both follow the passes over the training text that the budget buys
+    (sizing.regularisation_for); without a budget they are ModelConfig's defaults. Either one given sets the
+    other to its default: they are chosen together.
     """
     from . import sizing
 
@@ -219,20 +223,33 @@ def new_model_config(given: dict, vocab_size: int, train_chars: int, cfg: TrainC
     model = ModelConfig(vocab_size=vocab_size, **given)
     chosen_by_hand = "dropout" in given or "weight_drop" in given
     if cfg.time_budget and "layers" not in given and "hidden" not in given:
+        streams = None if (asked or {}).get("batch_size", True) else sizing.streams_for(device, train_chars, cfg.seq_len)
         with autocast(device, autocast_dtype(cfg.precision, device, model.cell)):
             # One process's speed: under torchrun the size (and its regularisation) is chosen as for one.
-            pick = sizing.choose_model(model, train_chars, cfg.time_budget, cfg.batch_size, cfg.seq_len, device)
-        rep.message(f"--time {cfg.time_budget:g}s: chose {pick.layers} x {pick.hidden} ({pick.params:,} parameters): "
-                    f"{pick.reason}. Give --layers/--hidden/--dropout/--weight-drop to choose yourself")
+            pick = sizing.choose_model(model, train_chars, cfg.time_budget, cfg.batch_size, cfg.seq_len, device,
+                                       streams=streams)
+        cfg = _with_streams(cfg, pick.streams, (asked or {}).get("lr", True))
+        rep.message(f"--time {cfg.time_budget:g}s: chose {pick.layers} x {pick.hidden} ({pick.params:,} parameters)"
+                    + (f" with {cfg.batch_size} streams a step, lr {cfg.lr:.3g}" if streams else "")
+                    + f": {pick.reason}. Give --layers/--hidden/--dropout/--weight-drop to choose yourself")
         sized = replace(model, layers=pick.layers, hidden=pick.hidden)
-        return sized if chosen_by_hand else _regularised(sized, pick.regularisation)
+        return (sized if chosen_by_hand else _regularised(sized, pick.regularisation)), cfg
     passes = None if chosen_by_hand else budget_passes(model, train_chars, cfg, device, processes)
     if passes is None:
-        return model
+        return model, cfg
     reg = sizing.regularisation_for(passes)
     rep.message(f"{reg.describe()}: the budget reads the training text ~{passes:.1f} times "
                 "(give --dropout or --weight-drop to choose)")
-    return _regularised(model, reg)
+    return _regularised(model, reg), cfg
+
+
+def _with_streams(cfg: TrainConfig, streams: int, lr_given: bool) -> TrainConfig:
+    """cfg training `streams` per step, its learning rate scaled to them unless --lr was given."""
+    from . import sizing
+
+    if streams == cfg.batch_size:
+        return cfg
+    return replace(cfg, batch_size=streams, lr=cfg.lr if lr_given else sizing.scaled_lr(cfg.lr, streams))
 
 
 def _regularised(model: ModelConfig, reg: Regularisation) -> ModelConfig:

@@ -124,7 +124,7 @@ def _probe(device_type: str, index: int | None, dtype: torch.dtype, cell: str) -
         with torch.autocast(device_type=device_type, dtype=dtype):
             out, _ = module(x)
         out.float().sum().backward()
-    except RuntimeError as e:
+    except (RuntimeError, AssertionError) as e:  # a kernel the library lacks; a torch built without the device
         return f"this {_describe(device)} cannot run the {cell.upper()} in {_name(dtype)} ({_why(device, dtype, e)})"
     return None
 
@@ -139,7 +139,7 @@ def _describe(device: torch.device) -> str:
     return f"{device.type} device"
 
 
-def _why(device: torch.device, dtype: torch.dtype, error: RuntimeError) -> str:
+def _why(device: torch.device, dtype: torch.dtype, error: Exception) -> str:
     """What the user can do about a failed probe: which CPUs have the kernel, or the library's own words."""
     if device.type == "cpu" and dtype == torch.bfloat16:
         capped = next((f"{k}={os.environ[k]}" for k in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA") if k in os.environ), "")

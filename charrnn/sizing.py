@@ -12,7 +12,9 @@ text again and again, and weight drop on the recurrent matrices where it reads i
 (REGULARISATION_BY_PASSES, calibrated on names, tinyshakespeare, prose, code and Chinese).
 
 The speed of each candidate is measured, not guessed: a few real training steps on the device, so
-the same budget buys a larger model on a GPU than on a laptop.
+the same budget buys a larger model on a GPU than on a laptop. A GPU also chooses how many streams a
+step trains (best_streams over GPU_STREAMS, the learning rate scaled to them) and climbs a longer
+ladder (GPU_LADDER); a CPU keeps 32 streams and LADDER, its choices unchanged.
 """
 
 from __future__ import annotations
@@ -29,6 +31,15 @@ from .config import ModelConfig, Regularisation
 
 # Candidates, smallest first: (layers, hidden).
 LADDER: tuple[tuple[int, int], ...] = ((1, 128), (1, 192), (1, 256), (1, 384), (1, 512), (2, 512), (2, 768), (3, 1024))
+# A GPU's long budgets buy more: the same ladder, then rungs a CPU never reaches (not yet calibrated on a GPU).
+GPU_LADDER: tuple[tuple[int, int], ...] = (*LADDER, (3, 1536), (4, 2048))
+# Streams per step a GPU chooses among (a CPU keeps --batch-size's 32: small steps, many updates, won there).
+# A GPU runs 32 x 64 at a few percent of its peak: more streams cost it little time per step, so the fewest
+# that reach STREAMS_ENOUGH of the fastest rate are taken (more would only mean fewer updates per character).
+GPU_STREAMS: tuple[int, ...] = (32, 64, 128, 256, 512, 1024)
+STREAMS_ENOUGH = 0.9
+LR_STREAMS = 32  # the streams the default learning rate was tuned for: more streams scale it by sqrt(streams / 32)
+MAX_LR_SCALE = 4.0  # ... at most (1,024 streams would give 5.7; unmeasured so far)
 
 
 # (passes over the training text at least, regularisation): the last row whose passes the budget
@@ -64,6 +75,33 @@ class Choice:
     chars_per_s: float  # measured for the chosen size
     passes: float  # how many times the budget lets it read the training text
     reason: str
+    streams: int = LR_STREAMS  # per step: the batch it was measured with (chosen on a GPU)
+
+
+def ladder_for(device: torch.device) -> tuple[tuple[int, int], ...]:
+    return GPU_LADDER if device.type == "cuda" else LADDER
+
+
+def streams_for(device: torch.device, train_chars: int, seq_len: int) -> tuple[int, ...] | None:
+    """The streams per step to choose among on this device (None: keep the batch asked for): a GPU's
+    GPU_STREAMS that the training text can fill, one window each an epoch."""
+    if device.type != "cuda":
+        return None
+    return tuple(b for b in GPU_STREAMS if b * seq_len + seq_len < train_chars) or None
+
+
+def scaled_lr(lr: float, streams: int) -> float:
+    """The learning rate for `streams` per step, from one tuned for LR_STREAMS (square-root scaling, capped)."""
+    return lr * min(MAX_LR_SCALE, (streams / LR_STREAMS) ** 0.5) if streams > LR_STREAMS else lr
+
+
+def best_streams(cfg: ModelConfig, options: tuple[int, ...], measure: Callable[[ModelConfig, int], float]
+                 ) -> tuple[int, float]:
+    """(streams, chars/s): the fewest of `options` whose measured rate reaches STREAMS_ENOUGH of the fastest."""
+    rates = {b: measure(cfg, b) for b in options}
+    top = max(rates.values())
+    chosen = min(b for b, rate in rates.items() if rate >= STREAMS_ENOUGH * top)
+    return chosen, rates[chosen]
 
 
 def readable_chars(chars_per_s: float, budget_s: float) -> float:
@@ -111,26 +149,32 @@ def measure_chars_per_s(cfg: ModelConfig, batch: int, seq_len: int, device: torc
 
 
 def choose_model(base: ModelConfig, train_chars: int, budget_s: float, batch: int, seq_len: int, device: torch.device,
-                 measure: Callable[[ModelConfig], float] | None = None) -> Choice:
-    """The largest LADDER rung that the budget lets read CHARS_PER_PARAM chars per parameter and the corpus can feed,
-    with the regularisation its passes over the training text call for; DEEP_SMALL instead of a single layer
-    that would read the text more than MAX_PASSES_ONE_LAYER times.
+                 measure: Callable[[ModelConfig, int], float] | None = None,
+                 streams: tuple[int, ...] | None = None) -> Choice:
+    """The largest rung of the device's ladder (ladder_for) that the budget lets read CHARS_PER_PARAM chars per
+    parameter and the corpus can feed, with the regularisation its passes over the training text call for;
+    DEEP_SMALL instead of a single layer that would read the text more than MAX_PASSES_ONE_LAYER times.
 
-    base supplies cell, embed and vocab_size. `measure` (cfg -> chars/s) defaults to timing real
+    base supplies cell, embed and vocab_size. `measure` (cfg, streams -> chars/s) defaults to timing real
     steps on `device`; rungs are tried smallest first and timing stops at the first too slow or
-    too large, so a short budget spends well under a second choosing.
+    too large, so a short budget spends well under a second choosing. Each rung trains `batch` streams a
+    step, or with `streams` (a GPU's, streams_for) the fewest of them that nearly reach its fastest rate.
     """
-    measure = measure or (lambda c: measure_chars_per_s(c, batch, seq_len, device))
+    measure = measure or (lambda c, b: measure_chars_per_s(c, b, seq_len, device))
+
+    def rate_of(cfg: ModelConfig) -> tuple[int, float]:
+        return best_streams(cfg, streams or (batch,), measure)
+
     chosen, why = None, "the largest size offered"
-    for layers, hidden in LADDER:
-        fit, why_not = _try_rung(base, layers, hidden, train_chars, budget_s, measure)
+    for layers, hidden in ladder_for(device):
+        fit, why_not = _try_rung(base, layers, hidden, train_chars, budget_s, rate_of)
         if fit is None:  # never the first rung, so something is chosen
             why = why_not
             break
         chosen = fit
     assert chosen is not None
     if chosen.layers == 1 and chosen.passes > MAX_PASSES_ONE_LAYER:
-        deep, _ = _try_rung(base, *DEEP_SMALL, train_chars, budget_s, measure)
+        deep, _ = _try_rung(base, *DEEP_SMALL, train_chars, budget_s, rate_of)
         if deep is not None:
             why = f"{chosen.layers} x {chosen.hidden} would read the text {chosen.passes:.0f} times: too often for one layer"
             chosen = deep
@@ -138,19 +182,19 @@ def choose_model(base: ModelConfig, train_chars: int, budget_s: float, batch: in
 
 
 def _try_rung(base: ModelConfig, layers: int, hidden: int, train_chars: int, budget_s: float,
-              measure: Callable[[ModelConfig], float]) -> tuple[Choice | None, str]:
+              rate_of: Callable[[ModelConfig], tuple[int, float]]) -> tuple[Choice | None, str]:
     """This size as a Choice, or None and why not: too large for the corpus, or too slow for the budget.
     (The smallest rung is kept by the caller whatever it says.)"""
     cfg = ModelConfig(vocab_size=base.vocab_size, cell=base.cell, layers=layers, hidden=hidden, embed=base.embed)
     params = count_params(cfg)
     if params > MAX_PARAMS_PER_CHAR * train_chars and (layers, hidden) != LADDER[0]:
         return None, f"the corpus ({train_chars:,} training chars) is too small for {layers} x {hidden}"
-    rate = measure(cfg)
+    streams, rate = rate_of(cfg)
     readable = readable_chars(rate, budget_s)
     passes = readable / max(train_chars, 1)
     choice = Choice(layers, hidden, regularisation_for(passes), params, rate, passes,
                     f"reads ~{readable / 1e6:.1f}M chars ({readable / params:.0f} per parameter, {passes:.1f} "
-                    f"passes over the training text) at {rate:,.0f} chars/s")
+                    f"passes over the training text) at {rate:,.0f} chars/s", streams)
     if readable < CHARS_PER_PARAM * params and (layers, hidden) != LADDER[0]:
         return None, f"{layers} x {hidden} would read only {readable / params:.1f} chars per parameter in the budget"
     return choice, ""

@@ -28,8 +28,8 @@ def test_short_corpus_shrinks_batch_and_says_so():
     cfg, note = fit_batch_shape(500, TrainConfig(batch_size=64, seq_len=32))
     assert cfg.batch_size * cfg.seq_len + cfg.seq_len < 500 and cfg.batch_size >= 1
     assert "short" in note and "--batch-size" in note
-    same, none = fit_batch_shape(10**6, TrainConfig())
-    assert same == TrainConfig() and none == ""
+    same, none = fit_batch_shape(10**6, TrainConfig(batch_size=32))
+    assert same == TrainConfig(batch_size=32) and none == ""
 
 
 def test_windows_roll_over_epochs_with_new_offsets_and_say_when_streams_restart():

@@ -5,7 +5,7 @@ import torch
 from conftest import TINY_MODEL, Notes, tiny_config
 
 from charrnn import sizing
-from charrnn.config import ModelConfig
+from charrnn.config import ModelConfig, TrainConfig
 from charrnn.errors import UsageError
 from charrnn.runs import new_model_config, resumed_config
 from charrnn.train import train
@@ -31,7 +31,7 @@ def test_force_resume_continues_on_another_corpus_with_the_checkpoints_model(tmp
 @pytest.mark.parametrize("steps, epochs", [(4, None), (400, None), (4000, None), (None, 20.0), (4000, 3.0)])
 def test_without_dropout_the_passes_the_budget_buys_set_the_regularisation(steps, epochs):
     cfg, notes = tiny_config(steps=steps, epochs=epochs), Notes()  # 8 x 32 = 256 chars a step
-    mc = new_model_config({"layers": 1, "hidden": 32}, 30, 5000, cfg, torch.device("cpu"), notes)
+    mc, _ = new_model_config({"layers": 1, "hidden": 32}, 30, 5000, cfg, torch.device("cpu"), notes)
     passes = min(p for p in ((steps or 1e9) * 256 / 5000, epochs or 1e9))
     assert mc.regularisation == sizing.regularisation_for(passes) and f"~{passes:.1f} times" in notes.notes[0]
 
@@ -40,19 +40,19 @@ def test_without_dropout_the_passes_the_budget_buys_set_the_regularisation(steps
 def test_a_given_dropout_or_weight_drop_sets_both_by_hand(given):
     # 4,000 steps read 5,000 chars ~200 times: the budget alone would give both (test below).
     for budget in (tiny_config(steps=4000), tiny_config(steps=None, time_budget=60)):
-        mc = new_model_config(dict(given), 30, 5000, budget, torch.device("cpu"), Notes())
+        mc, _ = new_model_config(dict(given), 30, 5000, budget, torch.device("cpu"), Notes())
         assert (mc.dropout, mc.weight_drop) == (given.get("dropout", 0.1), given.get("weight_drop", 0.0))
 
 
 def test_no_budget_leaves_the_regularisation_alone():
     notes = Notes()
-    mc = new_model_config({}, 30, 5000, tiny_config(steps=None), torch.device("cpu"), notes)
+    mc, _ = new_model_config({}, 30, 5000, tiny_config(steps=None), torch.device("cpu"), notes)
     assert mc.regularisation == ModelConfig(vocab_size=30).regularisation and not notes.notes
 
 
 def test_a_time_budget_with_a_given_size_times_it_for_the_dropout():
     notes = Notes()
-    mc = new_model_config({"layers": 1, "hidden": 32}, 30, 1000, tiny_config(steps=None, time_budget=60),
+    mc, _ = new_model_config({"layers": 1, "hidden": 32}, 30, 1000, tiny_config(steps=None, time_budget=60),
                           torch.device("cpu"), notes)
     # 1,000 chars read for a minute: the most regularisation there is.
     assert mc.hidden == 32 and mc.regularisation == sizing.REGULARISATION_BY_PASSES[-1][1]
@@ -74,6 +74,7 @@ def test_a_resumed_run_keeps_its_own_precision_unless_one_is_given(own, asked, k
         assert not said  # auto stays auto: nothing to say
 
 
-def test_a_new_run_records_the_precision_it_was_asked_for(tmp_path, corpus_text):
-    train([corpus_text[:5000]], TINY_MODEL, tiny_config(steps=2), tmp_path, sample_every_eval=0)
-    assert torch.load(tmp_path / "last.pt", weights_only=True)["train_config"]["precision"] == "auto"
+def test_a_new_run_records_the_precision_and_streams_it_trained_with(tmp_path, corpus_text):
+    train([corpus_text[:5000]], TINY_MODEL, TrainConfig(steps=2, eval_every=2, device="cpu"), tmp_path, sample_every_eval=0)
+    tc = torch.load(tmp_path / "last.pt", weights_only=True)["train_config"]
+    assert (tc["precision"], tc["batch_size"], tc["lr"]) == ("auto", 32, 5e-3)  # a CPU's defaults, as always

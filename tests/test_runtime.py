@@ -115,8 +115,8 @@ def test_resuming_a_bf16_run_where_it_cannot_run_is_refused_and_fp32_goes_on(tmp
 
 
 def fake_rates(flops_per_s: float):
-    """A device that trains at a rate inversely proportional to the model's parameters."""
-    return lambda cfg: flops_per_s / (6 * sizing.count_params(cfg))
+    """A device that trains at a rate inversely proportional to the model's parameters, whatever the streams."""
+    return lambda cfg, streams=32: flops_per_s / (6 * sizing.count_params(cfg))
 
 
 def test_longer_budgets_buy_larger_models():
@@ -206,3 +206,39 @@ def test_bf16_autocast_and_compile_train_on_the_cpu(tmp_path, corpus_text, optio
     assert all(s.dtype == torch.float32 for s in ckpt["state"])  # the carried state too, whatever ran
     losses = [r["val_loss"] for r in result.metrics]
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
+
+
+def saturating(flops_per_s: float, full: int = 256):
+    """A GPU-like device: more streams cost it little time per step until `full`, where it is busy."""
+    return lambda cfg, streams=32: flops_per_s / (6 * sizing.count_params(cfg)) * min(streams, full) / full
+
+
+def test_a_gpu_chooses_its_streams_by_measurement_and_reaches_higher_rungs():
+    base, cuda = ModelConfig(vocab_size=65), torch.device("cuda")  # nothing runs on it: the rates are given
+    pick = sizing.choose_model(base, 10**9, 600, 32, 64, cuda, measure=saturating(1e13), streams=sizing.GPU_STREAMS)
+    assert pick.streams == 256  # the fewest streams at 90% of the fastest rate
+    alone = sizing.choose_model(base, 10**9, 600, 32, 64, cuda, measure=saturating(1e13))
+    assert alone.streams == 32 and alone.params <= pick.params  # without the choice, the batch asked for
+    huge = sizing.choose_model(base, 10**10, 36_000, 32, 64, cuda, measure=fake_rates(1e15))
+    assert (huge.layers, huge.hidden) == sizing.GPU_LADDER[-1] and sizing.GPU_LADDER[-1] not in sizing.LADDER
+    cpu = sizing.choose_model(base, 10**10, 36_000, 32, 64, CPU, measure=fake_rates(1e15))
+    assert (cpu.layers, cpu.hidden) == sizing.LADDER[-1]  # a CPU's ladder is as it was
+    assert sizing.streams_for(CPU, 10**9, 64) is None and sizing.streams_for(cuda, 20_000, 64) == (32, 64, 128, 256)
+    assert sizing.scaled_lr(5e-3, 32) == 5e-3 and sizing.scaled_lr(5e-3, 128) == pytest.approx(1e-2)
+    assert sizing.scaled_lr(5e-3, 1024) == pytest.approx(5e-3 * sizing.MAX_LR_SCALE)
+
+
+@pytest.mark.parametrize("device, asked, streams", [("cuda", {"batch_size": False, "lr": False}, 256),
+                                                    ("cuda", {"batch_size": True, "lr": False}, 32),
+                                                    ("cpu", {"batch_size": False, "lr": False}, 32)])
+def test_a_time_budget_on_a_gpu_sets_streams_and_learning_rate_unless_given(monkeypatch, device, asked, streams):
+    from charrnn.runs import new_model_config
+
+    monkeypatch.setattr(sizing, "measure_chars_per_s", lambda cfg, b, seq, dev: saturating(1e13)(cfg, b))
+    cfg = tiny_config(steps=None, time_budget=600, batch_size=32, seq_len=64, lr=5e-3, device=device)
+    notes = Notes()
+    mc, chosen = new_model_config({}, 65, 10**9, cfg, torch.device(device), notes, asked=asked)
+    assert chosen.batch_size == streams
+    assert chosen.lr == pytest.approx(sizing.scaled_lr(5e-3, streams))
+    assert (f"with {streams} streams a step" in notes.notes[0]) == (streams != 32 or device == "cuda" and
+                                                                    not asked["batch_size"])
