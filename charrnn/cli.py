@@ -16,6 +16,7 @@ import typer
 from . import options as opt
 from .config import DynamicConfig, ModelConfig, SampleConfig, ServeConfig, TrainConfig
 from .errors import command
+from .export.command import export
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Train a character-level LSTM on any text, then generate text like it.",
@@ -30,13 +31,11 @@ app = typer.Typer(
 @opt.from_config(ModelConfig, into="given", given_only=True)
 @opt.from_config(TrainConfig, into="cfg")
 def train(
-    paths: list[Path] = typer.Argument(
-        ..., help="Text files (UTF-8), '-' for standard input; each is a document, ended by EOS.", show_default=False
-    ),
+    paths: list[Path] = typer.Argument(..., show_default=False,
+                                       help="Text files (UTF-8), '-' for standard input; each is a document, ended by EOS."),
     lines: bool = typer.Option(False, "--lines", help="Every non-empty line is a document (names, titles, log lines)."),
-    doc_sep: str | None = typer.Option(
-        None, help="Documents are separated by lines holding only SEP ('%' for fortune files; '' for blank lines)."
-    ),
+    doc_sep: str | None = typer.Option(None, help="Documents are separated by lines holding only SEP ('%' for fortune "
+                                       "files; '' for blank lines)."),
     encoding: str = opt.encoding_option(),
     errors: str = opt.errors_option(),
     out: Path | None = typer.Option(None, help="Run directory. (default: checkpoints/<first file's name>)"),
@@ -287,12 +286,13 @@ def info(checkpoint: Path | None = opt.checkpoint_option()):
     info_table(path, describe(load_checkpoint(path)))
 
 
+app.command()(command(export))  # its home is the export subpackage
+
+
 def main() -> None:
     try:
         app()
-    finally:
-        # All files are complete by now: a late Ctrl-C (say, the second of two) must not end in a
-        # traceback from the interpreter's shutdown.
+    finally:  # all files are whole by now: a late Ctrl-C must not end in a traceback from the interpreter's shutdown
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
 

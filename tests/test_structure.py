@@ -12,7 +12,7 @@ MAX_CLI = 300
 def function_lengths(folder: Path = PACKAGE) -> list[tuple[int, str]]:
     """(body lines, file:function) of every function in the folder's modules, longest first."""
     rows = []
-    for path in sorted(folder.glob("*.py")):
+    for path in sorted(folder.rglob("*.py")):  # subpackages too
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 body = node.body
@@ -36,7 +36,7 @@ def test_the_cli_stays_thin():
 def test_cell_names_appear_only_in_the_cell_registry():
     # A string branch on a cell's name anywhere else means a new cell would have to be taught there too.
     pattern = re.compile(r"""(==|!=|\bin\b)\s*\(?\s*["'](lstm|gru|rnn)["']|["'](lstm|gru|rnn)["']\s*(==|!=)""")
-    offenders = [f"{p.name}:{i}" for p in PACKAGE.glob("*.py") if p.name != "cells.py"
+    offenders = [f"{p.name}:{i}" for p in PACKAGE.rglob("*.py") if p.name != "cells.py"
                  for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
     assert not offenders, f"cell names branched on outside cells.py: {offenders}"
 
