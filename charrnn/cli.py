@@ -267,7 +267,7 @@ def serve(
 ):
     """Serve the model over HTTP: a co-writing page and a JSON API. The page at /; /v1/sample, /v1/score, /v1/info."""
     from .inference import open_model
-    from .server import Service, check_installed, run_server
+    from .serve.server import Service, check_installed, run_server
 
     cfg.validate()
     check_installed()

@@ -251,7 +251,7 @@ def test_a_busy_port_is_one_line_and_exit_2(trained_run):
 
 def test_every_sampling_setting_is_offered_over_http():
     # A new SampleConfig setting (a flag of charrnn sample) must also be a field of POST /v1/sample.
-    from charrnn import api
+    from charrnn.serve import api
 
     offered = {api.CONFIG_NAMES.get(k, k) for k in api.SAMPLE_FIELDS}
     assert set(SampleConfig.__dataclass_fields__) <= offered
@@ -263,8 +263,8 @@ def test_served_documents_are_never_empty_and_match_the_cli(names_run, seed):
     # the batch under four draw rules; each request's names equal charrnn sample's for its seed.
     import asyncio
 
-    from charrnn.engine import Engine, Job
     from charrnn.inference import load_model
+    from charrnn.serve.engine import Engine, Job
 
     model, vocab, _ = load_model(names_run / "names" / "best.pt")
     rules = [{}, {"greedy": True}, {"top_p": 0.5}, {"temperature": 1.5}]
@@ -291,8 +291,8 @@ def test_served_documents_are_never_empty_and_match_the_cli(names_run, seed):
 def test_serve_without_its_extra_says_how_to_install(monkeypatch):
     import importlib.util
 
-    from charrnn import server
     from charrnn.errors import UsageError
+    from charrnn.serve import server
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "uvicorn" else object())
     with pytest.raises(UsageError, match=r"charrnn serve needs uvicorn: pip install 'charrnn\[serve\]'"):
@@ -318,7 +318,7 @@ def test_ctrl_c_ends_streams_in_flight_with_a_last_line(trained_run):
 
 
 def test_one_request_may_not_ask_for_more_than_ten_million_characters(model_vocab):
-    from charrnn import api
+    from charrnn.serve import api
 
     body = json.dumps({"n": 11, "length": 1_000_000}).encode()
     with pytest.raises(api.RequestError, match="n x length must be at most 10,000,000, got 11,000,000") as e:

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .config import SampleConfig
-from .data import Vocab
+from ..config import SampleConfig
+from ..data import Vocab
+from ..errors import UsageError
+from ..sample import check_prime
 from .engine import End, Job, Text
-from .errors import UsageError
-from .sample import check_prime
 
 MAX_LENGTH = 1_000_000  # new characters per sample a request may ask for
 MAX_CHARACTERS = 10_000_000  # n x length: what one request's answer may hold

@@ -23,10 +23,10 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .config import SampleConfig
-from .data import EOS, Vocab
-from .model import CharRNN, cat_states, select_state
-from .sample import StopScan, next_ids, release, reported_probs, start
+from ..config import SampleConfig
+from ..data import EOS, Vocab
+from ..model import CharRNN, cat_states, select_state
+from ..sample import StopScan, next_ids, release, reported_probs, start
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 Routes: GET / (the co-writing page, web/index.html, no external assets), GET /v1/info, POST /v1/sample
 (streamed as JSON lines, or server-sent events when the client accepts text/event-stream; one JSON
-object with "stream": false), POST /v1/score. Errors are JSON objects {"error": ..., "field": ...}.
+object with "stream": false), POST /v1/score; errors are JSON objects {"error": ..., "field": ...}. And
+OpenAI's (openai_api.py): GET /v1/models, POST /v1/completions, POST /v1/chat/completions, its errors
+{"error": {"message", "type", "param", "code"}}.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from . import api
-from .config import ServeConfig
+from ..config import ServeConfig
+from ..errors import UsageError
+from . import api, openai_api
 from .engine import Engine, Job
-from .errors import UsageError
 
 MAX_BODY = 8 * 1024 * 1024  # bytes of request body read at most
 
@@ -49,11 +51,12 @@ async def _body(request) -> bytes:
     return bytes(body)
 
 
-async def cancel_on_disconnect(receive, job: Job) -> None:
-    """Wait for the client to go away (its ASGI http.disconnect), then cancel its job."""
+async def cancel_on_disconnect(receive, *jobs: Job) -> None:
+    """Wait for the client to go away (its ASGI http.disconnect), then cancel its jobs."""
     while (await receive())["type"] != "http.disconnect":
         pass
-    job.cancel()
+    for job in jobs:
+        job.cancel()
 
 
 class JobStream:
@@ -89,27 +92,56 @@ class JobStream:
             self.job.cancel()  # a no-op for a finished job; otherwise its streams leave the batch
 
 
+class EventStream:
+    """An ASGI response that sends server-sent `data:` events from an async iterator of records (dicts, or a
+    string such as OpenAI's "[DONE]") and cancels the jobs when the client disconnects, however far it has got."""
+
+    def __init__(self, records, jobs: list[Job]):
+        self.records, self.jobs = records, jobs
+
+    async def __call__(self, scope, receive, send) -> None:
+        watcher = asyncio.create_task(cancel_on_disconnect(receive, *self.jobs))
+        try:
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
+                                    (b"x-accel-buffering", b"no")]})
+            async for record in self.records:
+                data = record if isinstance(record, str) else json.dumps(record, ensure_ascii=False)
+                await send({"type": "http.response.body", "body": f"data: {data}\n\n".encode(), "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except RuntimeError as e:  # a job failed: the stream ends with OpenAI's error object
+            body = json.dumps({"error": {"message": str(e), "type": "server_error", "param": None, "code": None}})
+            await send({"type": "http.response.body", "body": f"data: {body}\n\n".encode(), "more_body": False})
+        except OSError:  # the client went away mid-write
+            pass
+        finally:
+            watcher.cancel()
+            for job in self.jobs:
+                job.cancel()
+
+
 class Service:
     """The routes of one loaded model; its engine runs while the app does (lifespan)."""
 
     def __init__(self, path: Path, model, vocab, ckpt: dict, cfg: ServeConfig):
-        from .inference import describe
+        from ..inference import describe
 
         self.path, self.model, self.vocab, self.ckpt, self.cfg = path, model, vocab, ckpt, cfg
         self.device = model.head.weight.device
         self.engine = Engine(model, vocab, self.device, cfg.max_batch)
         self.rows = describe(ckpt)
+        self.name = model_name(path)
 
     async def page(self, request):
         from starlette.responses import HTMLResponse
 
-        return HTMLResponse((resources.files("charrnn") / "web" / "index.html").read_text(encoding="utf-8"))
+        return HTMLResponse((resources.files("charrnn.serve") / "web" / "index.html").read_text(encoding="utf-8"))
 
     async def info(self, request):
         return _json(api.info_record(self.path, self.ckpt, self.rows, self.engine.load()))
 
     async def sample(self, request):
-        from .sample import resolve_seed
+        from ..sample import resolve_seed
 
         req = api.sample_request(await _body(request), self.vocab, self.engine.max_batch, resolve_seed)
         job = req.job()
@@ -127,9 +159,46 @@ class Service:
             return _json({"error": job.error}, 500)
         return _json(api.done_record(req, job, time.perf_counter() - job.started))
 
+    async def models(self, request):
+        return _json(openai_api.models_record(self.name, int(self.path.stat().st_mtime)))
+
+    async def completions(self, request):
+        return await self._openai(request, chat=False)
+
+    async def chat(self, request):
+        return await self._openai(request, chat=True)
+
+    async def _openai(self, request, chat: bool):
+        """POST /v1/completions and /v1/chat/completions: one job per prompt in the shared batch."""
+        from ..sample import resolve_seed
+
+        try:
+            c = openai_api.completion_request(await _body(request), self.vocab, self.engine.max_batch, resolve_seed,
+                                              self.name, chat)
+        except api.RequestError as e:
+            return _json(openai_api.error_record(e), e.status)
+        for job in c.make_jobs():
+            self.engine.submit(job)
+        if c.stream:
+            return EventStream(openai_api.chunks(c), c.jobs)
+        tally = openai_api.Tally(c)
+        watcher = asyncio.create_task(cancel_on_disconnect(request.receive, *c.jobs))
+        try:
+            for j, job in enumerate(c.jobs):
+                async for events in job.updates():
+                    for event in events:
+                        tally.add(j, event)
+                if job.error:
+                    return _json({"error": {"message": job.error, "type": "server_error", "param": None, "code": None}}, 500)
+        finally:
+            watcher.cancel()
+            for job in c.jobs:
+                job.cancel()
+        return _json(tally.whole())
+
     async def score(self, request):
-        from .evaluation import score_documents
-        from .render import score_record
+        from ..evaluation import score_documents
+        from ..render import score_record
 
         texts = api.score_texts(await _body(request))
         losses = await asyncio.to_thread(score_documents, self.model, self.vocab, texts, self.device)
@@ -146,6 +215,15 @@ class Service:
             task.cancel()
 
 
+def model_name(path: Path) -> str:
+    """The served model's id in /v1/models: its run's name ("base" for the bundled model)."""
+    from ..checkpoint import BUNDLED
+
+    if path.resolve() == BUNDLED.resolve():
+        return "base"
+    return path.parent.name if path.name in ("best.pt", "last.pt") else path.stem
+
+
 def build_app(service: Service):
     """The Starlette application: routes, errors as JSON, and CORS for the origins --allow-origin names."""
     from starlette.applications import Starlette
@@ -158,8 +236,10 @@ def build_app(service: Service):
         return _json(exc.record(), exc.status)
 
     async def http_error(request, exc: HTTPException):
-        hint = {404: "; the routes are GET /, GET /v1/info, POST /v1/sample, POST /v1/score",
-                405: f"; {request.url.path} takes {'POST' if request.url.path in ('/v1/sample', '/v1/score') else 'GET'}"}
+        posts = ("/v1/sample", "/v1/score", "/v1/completions", "/v1/chat/completions")
+        hint = {404: "; the routes are GET /, GET /v1/info, POST /v1/sample, POST /v1/score, and OpenAI's GET /v1/models, "
+                     "POST /v1/completions, POST /v1/chat/completions",
+                405: f"; {request.url.path} takes {'POST' if request.url.path in posts else 'GET'}"}
         return _json({"error": f"{exc.detail}: {request.method} {request.url.path}{hint.get(exc.status_code, '')}"},
                      exc.status_code)
 
@@ -167,7 +247,9 @@ def build_app(service: Service):
         return _json({"error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
 
     routes = [Route("/", service.page), Route("/v1/info", service.info),
-              Route("/v1/sample", service.sample, methods=["POST"]), Route("/v1/score", service.score, methods=["POST"])]
+              Route("/v1/sample", service.sample, methods=["POST"]), Route("/v1/score", service.score, methods=["POST"]),
+              Route("/v1/models", service.models), Route("/v1/completions", service.completions, methods=["POST"]),
+              Route("/v1/chat/completions", service.chat, methods=["POST"])]
     cors = [Middleware(CORSMiddleware, allow_origins=list(service.cfg.allow_origin), allow_methods=["GET", "POST"],
                        allow_headers=["content-type", "accept"])] if service.cfg.allow_origin else []
     return Starlette(routes=routes, lifespan=service.lifespan, middleware=cors,
@@ -188,7 +270,7 @@ def run_server(service: Service, quiet: bool = False) -> None:
     """Serve until Ctrl-C on service.cfg's host and port, saying where on stderr (unless quiet) once the socket listens."""
     import uvicorn
 
-    from .render import serving
+    from ..render import serving
 
     host = service.cfg.host
     sock = listen(host, service.cfg.port)

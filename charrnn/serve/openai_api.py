@@ -1,0 +1,273 @@
+"""The OpenAI-compatible API over the same engine, apart from the web framework: GET /v1/models, POST
+/v1/completions and POST /v1/chat/completions, in OpenAI's shapes, so the clients people already use
+(the official `openai` package, editors, `llm`, agent frameworks) call charrnn unchanged.
+
+A token is a character. A request becomes one engine Job per prompt (n samples each), with the
+SampleConfig `charrnn sample` would use for the same settings, so a seeded completion is the text
+`charrnn sample --seed` writes. A chat's messages have no turns for a character model: their contents,
+joined by newlines, are the prompt it continues. Errors are OpenAI's {"error": {message, type, param, code}}.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..config import SampleConfig
+from ..data import Vocab
+from ..errors import UsageError
+from ..sample import check_prime
+from .api import MAX_CHARACTERS, MAX_LENGTH, MAX_PRIME, MAX_TOP, Field, RequestError, _int, _number, _strings, read_object
+from .engine import End, Job, Text
+
+
+def _optional(kind: str, check: Callable) -> Field:
+    return Field(None, kind, check, optional=True)
+
+
+def _stop(v) -> bool:
+    return isinstance(v, str) or _strings(v)
+
+
+COMMON_FIELDS: dict[str, Field] = {
+    "model": _optional("a string", lambda v: isinstance(v, str)),  # any name: the one model is served
+    "max_tokens": _optional("an integer", _int),
+    "temperature": _optional("a number from 0 to 2", lambda v: _number(v) and 0 <= v <= 2),
+    "top_p": _optional("a number", _number),
+    "n": _optional("an integer", _int),
+    "stop": _optional("a string or a list of strings", _stop),
+    "seed": _optional("an integer", lambda v: _int(v) and 0 <= v < 2**63),
+    "stream": _optional("true or false", lambda v: isinstance(v, bool)),
+    "stream_options": _optional("an object", lambda v: isinstance(v, dict)),
+    "user": _optional("a string", lambda v: isinstance(v, str)),
+    # OpenAI's, with no meaning for this model: accepted at their neutral values only (NEUTRAL).
+    "frequency_penalty": _optional("a number", _number),
+    "presence_penalty": _optional("a number", _number),
+    "logit_bias": _optional("an object", lambda v: isinstance(v, dict)),
+}
+NEUTRAL = {"frequency_penalty": 0, "presence_penalty": 0, "logit_bias": {}, "best_of": 1, "suffix": None}
+COMPLETION_FIELDS = {**COMMON_FIELDS, "prompt": Field(None, "a string or a list of strings", _stop),
+                     "logprobs": _optional(f"an integer from 0 to {MAX_TOP}", lambda v: _int(v) and 0 <= v <= MAX_TOP),
+                     "echo": _optional("true or false", lambda v: isinstance(v, bool)),
+                     "best_of": _optional("an integer", _int), "suffix": _optional("a string", lambda v: isinstance(v, str))}
+CHAT_FIELDS = {**COMMON_FIELDS, "messages": Field(None, "a list of messages", lambda v: isinstance(v, list) and len(v) > 0),
+               "max_completion_tokens": _optional("an integer", _int),
+               "logprobs": _optional("true or false", lambda v: isinstance(v, bool)),
+               "top_logprobs": _optional(f"an integer from 0 to {MAX_TOP}", lambda v: _int(v) and 0 <= v <= MAX_TOP)}
+OPENAI_NAMES = {"length": "max_tokens", "num_samples": "n"}  # SampleConfig field -> OpenAI field
+
+
+@dataclass
+class Completion:
+    """One OpenAI request as engine jobs: a job per prompt, n samples each; choice index = prompt x n + sample."""
+
+    kind: str  # "text_completion" or "chat.completion"
+    model: str
+    prompts: list[str]
+    cfg: SampleConfig  # seed resolved
+    top: int  # alternatives per character (0: no logprobs)
+    echo: bool
+    stream: bool
+    usage_in_stream: bool
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:24])
+    created: int = field(default_factory=lambda: int(time.time()))
+    jobs: list[Job] = field(default_factory=list)
+
+    def make_jobs(self) -> list[Job]:
+        self.jobs = [Job(p, self.cfg, self.top) for p in self.prompts]
+        return self.jobs
+
+    def index(self, job: int, i: int) -> int:
+        return job * self.cfg.num_samples + i
+
+
+def read_request(body: bytes, fields: dict[str, Field], example: str) -> dict:
+    """The body's fields (None where not given); RequestError for an unknown, ill-typed or non-neutral field."""
+    value = read_object(body, example)
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        raise RequestError(f"unknown field {unknown[0]!r}; a character model takes {', '.join(fields)}", unknown[0])
+    v = {name: f.read(name, value.get(name)) if name in value else None for name, f in fields.items()}
+    for name, neutral in NEUTRAL.items():
+        if v.get(name) is not None and v[name] != neutral:
+            raise RequestError(f"{name} has no meaning for a character model: leave it out (or send {neutral!r})", name)
+    return v
+
+
+def completion_request(body: bytes, vocab: Vocab, max_batch: int, seed: Callable[[int | None], int], model: str,
+                       chat: bool = False) -> Completion:
+    """POST /v1/completions' (or, with chat, /v1/chat/completions') body -> a Completion; RequestError names the
+    first bad field, OpenAI's name for it."""
+    if chat:
+        v = read_request(body, CHAT_FIELDS, '{"messages": [{"role": "user", "content": "ROMEO."}]}')
+        prompts = [chat_prompt(v["messages"])]
+        top = (1 if v["top_logprobs"] is None else max(1, v["top_logprobs"])) if v["logprobs"] else 0
+        echo, length = False, v["max_completion_tokens"]
+    else:
+        v = read_request(body, COMPLETION_FIELDS, '{"prompt": "ROMEO.", "max_tokens": 200}')
+        if v["prompt"] is None or v["prompt"] == []:
+            raise RequestError("prompt is missing: send a string, or a list of strings for one completion each", "prompt")
+        prompts = [v["prompt"]] if isinstance(v["prompt"], str) else v["prompt"]
+        top, echo, length = v["logprobs"] or 0, bool(v["echo"]), None
+    cfg = sample_config(v, length, seed)
+    if cfg.num_samples * len(prompts) > max_batch:
+        raise RequestError(f"n x prompts must be at most {max_batch} (the server's --max-batch), got "
+                           f"{cfg.num_samples * len(prompts)}", "n")
+    prompts = [checked_prompt(p, vocab, "messages" if chat else "prompt") for p in prompts]
+    stream_options = v["stream_options"] or {}
+    return Completion("chat.completion" if chat else "text_completion", model, prompts, cfg, top, echo,
+                      bool(v["stream"]), bool(stream_options.get("include_usage")))
+
+
+def sample_config(v: dict, length: int | None, seed: Callable[[int | None], int]) -> SampleConfig:
+    """The SampleConfig `charrnn sample` would use for these OpenAI settings (temperature 0: greedy)."""
+    temperature = 1.0 if v["temperature"] is None else v["temperature"]
+    stops = v["stop"] or ()
+    length = next((x for x in (length, v["max_tokens"]) if x is not None), 16)  # OpenAI's default, 16
+    cfg = SampleConfig(length=length, temperature=temperature or 1.0,
+                       top_p=v["top_p"] if v["top_p"] is not None and v["top_p"] != 1 else None, greedy=temperature == 0,
+                       num_samples=1 if v["n"] is None else v["n"], stop=(stops,) if isinstance(stops, str) else tuple(stops))
+    for name, problem in cfg.problems():
+        field_name = OPENAI_NAMES.get(name, name)
+        raise RequestError(f"{field_name} {problem}", field_name)
+    if cfg.length > MAX_LENGTH:
+        raise RequestError(f"max_tokens must be at most {MAX_LENGTH:,}, got {cfg.length:,}", "max_tokens")
+    if cfg.num_samples * cfg.length > MAX_CHARACTERS:
+        raise RequestError(f"n x max_tokens must be at most {MAX_CHARACTERS:,}; ask for fewer or shorter", "max_tokens")
+    return SampleConfig(**{**cfg.__dict__, "seed": seed(v["seed"])})
+
+
+def chat_prompt(messages: list) -> str:
+    """A chat's messages as the text a character model continues: their contents, joined by newlines."""
+    texts = []
+    for k, m in enumerate(messages):
+        content = m.get("content") if isinstance(m, dict) else None
+        if isinstance(content, list):  # content parts: the text ones
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+        if not isinstance(content, str):
+            raise RequestError(f"messages[{k}] must be an object with a string content, got {str(m)[:80]}", "messages")
+        texts.append(content)
+    return "\n".join(texts)
+
+
+def checked_prompt(prompt: str, vocab: Vocab, name: str) -> str:
+    if len(prompt) > MAX_PRIME:
+        raise RequestError(f"{name} must be at most {MAX_PRIME:,} characters, got {len(prompt):,}; send its end", name)
+    try:
+        return check_prime(vocab, prompt.replace("\r\n", "\n"), name=name, fix="remove them")
+    except UsageError as e:
+        raise RequestError(str(e), name) from None
+
+
+def error_record(e: RequestError) -> dict:
+    kind = "invalid_request_error" if e.status < 500 else "server_error"
+    return {"error": {"message": str(e), "type": kind, "param": e.field, "code": None}}
+
+
+def models_record(name: str, created: int) -> dict:
+    return {"object": "list", "data": [{"id": name, "object": "model", "created": created, "owned_by": "charrnn"}]}
+
+
+# -- answers ------------------------------------------------------------------------------------
+
+def _log(p: float) -> float:
+    return math.log(p) if p > 0 else -9999.0  # JSON has no -inf
+
+
+def logprobs_record(c: Completion, text: str, probs: list[float], alts: list, offset: int) -> dict:
+    """OpenAI's logprobs of `text`'s characters: the legacy completions shape, or the chat shape."""
+    name = [[(a if a is not None else "", q) for a, q in row] for row in alts]  # EOS has no text
+    if c.kind == "chat.completion":
+        return {"content": [{"token": ch, "logprob": _log(p), "bytes": list(ch.encode()),
+                             "top_logprobs": [{"token": a, "logprob": _log(q), "bytes": list(a.encode())} for a, q in row]}
+                            for ch, p, row in zip(text, probs, name, strict=True)]}
+    return {"tokens": list(text), "token_logprobs": [_log(p) for p in probs],
+            "top_logprobs": [{a: _log(q) for a, q in row} for row in name],
+            "text_offset": [offset + k for k in range(len(text))]}
+
+
+class Tally:
+    """Each choice's text, logprobs and finish reason, gathered from its job's events."""
+
+    def __init__(self, c: Completion):
+        self.c = c
+        total = len(c.prompts) * c.cfg.num_samples
+        self.texts: list[list[str]] = [[] for _ in range(total)]
+        self.probs: list[list[float]] = [[] for _ in range(total)]
+        self.alts: list[list] = [[] for _ in range(total)]
+        self.ended: list[str | None] = [None] * total
+
+    def add(self, job: int, event: Text | End) -> dict:
+        """Record one event; returns the choice fragment it makes (text, logprobs, finish_reason) for streaming."""
+        k = self.c.index(job, event.i)
+        if isinstance(event, End):
+            self.ended[k] = "length" if event.ended == "length" else "stop"
+            return {"index": k, "text": "", "logprobs": None, "finish_reason": self.ended[k]}
+        offset = len(self.c.prompts[job]) * self.c.echo + sum(map(len, self.texts[k]))
+        self.texts[k].append(event.text)
+        logprobs = None
+        if event.probs is not None:
+            self.probs[k] += event.probs
+            self.alts[k] += event.alternatives
+            logprobs = logprobs_record(self.c, event.text, event.probs, event.alternatives, offset)
+        return {"index": k, "text": event.text, "logprobs": logprobs, "finish_reason": None}
+
+    def usage(self) -> dict:
+        prompt = sum(map(len, self.c.prompts)) * self.c.cfg.num_samples
+        made = sum(len(t) for texts in self.texts for t in texts)
+        return {"prompt_tokens": prompt, "completion_tokens": made, "total_tokens": prompt + made}
+
+    def whole(self) -> dict:
+        """The answer of a request that does not stream."""
+        c, n = self.c, self.c.cfg.num_samples
+        choices = []
+        for k, texts in enumerate(self.texts):
+            text = "".join(texts)
+            logprobs = logprobs_record(c, text, self.probs[k], self.alts[k], len(c.prompts[k // n]) * c.echo) \
+                if c.top else None
+            if c.kind == "chat.completion":
+                choices.append({"index": k, "message": {"role": "assistant", "content": text}, "logprobs": logprobs,
+                                "finish_reason": self.ended[k]})
+            else:
+                choices.append({"index": k, "text": (c.prompts[k // n] if c.echo else "") + text, "logprobs": logprobs,
+                                "finish_reason": self.ended[k]})
+        return {**header(c), "choices": choices, "usage": self.usage()}
+
+
+def header(c: Completion, chunk: bool = False) -> dict:
+    prefix = "chatcmpl-" if c.kind == "chat.completion" else "cmpl-"
+    return {"id": prefix + c.id, "object": c.kind + (".chunk" if chunk and c.kind == "chat.completion" else ""),
+            "created": c.created, "model": c.model, "system_fingerprint": "charrnn"}
+
+
+def chunk_record(c: Completion, fragment: dict) -> dict:
+    """One streamed piece in OpenAI's chunk shape (chat: a delta)."""
+    if c.kind == "chat.completion":
+        delta = {"content": fragment["text"]} if fragment["text"] else {}
+        fragment = {"index": fragment["index"], "delta": delta, "logprobs": fragment["logprobs"],
+                    "finish_reason": fragment["finish_reason"]}
+    return {**header(c, chunk=True), "choices": [fragment]}
+
+
+async def chunks(c: Completion):
+    """The streamed answer: chunks as the jobs make characters, the usage when asked for, then "[DONE]"."""
+    tally = Tally(c)
+    for k in range(len(tally.texts)):  # chat: each choice opens with its role; echo: with its prompt
+        if c.kind == "chat.completion":
+            yield {**header(c, chunk=True), "choices": [{"index": k, "delta": {"role": "assistant", "content": ""},
+                                                         "logprobs": None, "finish_reason": None}]}
+        elif c.echo:
+            yield chunk_record(c, {"index": k, "text": c.prompts[k // c.cfg.num_samples], "logprobs": None,
+                                   "finish_reason": None})
+    for j, job in enumerate(c.jobs):
+        async for events in job.updates():
+            for event in events:
+                yield chunk_record(c, tally.add(j, event))
+        if job.error:
+            raise RuntimeError(job.error)
+    if c.usage_in_stream:
+        yield {**header(c, chunk=True), "choices": [], "usage": tally.usage()}
+    yield "[DONE]"
