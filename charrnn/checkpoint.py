@@ -144,3 +144,10 @@ def resolve_checkpoint(path: str | Path | None, root: str | Path = "checkpoints"
             if (path / name).is_file():
                 return path / name
     return path
+
+
+def run_name(path: Path) -> str:
+    """A checkpoint's name for people and other programs: its run directory's ("base" for the bundled model)."""
+    if path.resolve() == BUNDLED.resolve():
+        return "base"
+    return path.parent.name if path.name in ("best.pt", "last.pt") else path.stem

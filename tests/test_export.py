@@ -95,3 +95,67 @@ def test_without_the_exporter_the_fix_is_named(tmp_path, monkeypatch):
     r = invoke("export", "-c", "base", "m.onnx", cwd=tmp_path)
     assert r.returncode == 2 and "pip install 'charrnn[export]'" in r.stderr
     assert not (tmp_path / "m.onnx").exists() and Path(tmp_path).exists()
+
+
+def test_the_web_export_is_the_serve_page_with_the_model_in_it(tmp_path):
+    r = invoke("export", "-c", "base", "--web", "site", "-q", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout == "", r.stderr
+    site = tmp_path / "site"
+    page = site / "index.html"
+    served = (ROOT / "charrnn" / "serve" / "web" / "index.html").read_text(encoding="utf-8")
+    assert page.read_text(encoding="utf-8") == served.replace(
+        "<script>", '<script src="model.js"></script>\n<script src="local.js"></script>\n<script>')  # shared, not copied
+    assert not re.search(r"(src|href)=\"?https?:", "".join(f.read_text(encoding="utf-8")[:200_000] for f in site.iterdir()))
+    bad = invoke("export", "--web", "site/index.html", cwd=tmp_path)
+    assert bad.returncode == 2 and "--web writes a folder" in bad.stderr
+
+
+def test_the_web_pages_arithmetic_writes_what_sample_writes_greedily(tmp_path):
+    # The page's own step, run by node (no browser needed): greedy from a prime, as the README's example does.
+    import shutil
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed (the browser test in test_page.py checks the page itself)")
+    invoke("export", "-c", "base", "--web", "site", "-q", cwd=tmp_path)
+    script = """globalThis.window = globalThis;
+require('./site/model.js'); require('./site/local.js');
+const S = window.charrnnStep, st = S.fresh(), index = new Map(S.vocab.map((c, i) => [c, i]));
+let logits, text = '';
+for (const id of [0, ...Array.from('ROMEO.').map((c) => index.get(c))]) logits = S.step(id, st);
+for (let k = 0; k < 200; k++) {
+  let best = 0; for (let i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
+  if (best === 0) break;
+  text += S.vocab[best]; logits = S.step(best, st);
+}
+process.stdout.write('ROMEO.' + text + '\\n');"""
+    (tmp_path / "greedy.js").write_text(script, encoding="utf-8")
+    ran = subprocess.run([node, "greedy.js"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    greedy = invoke("sample", "-c", "base", "--greedy", "--prime", "ROMEO.", "--length", "200", "-q", cwd=tmp_path)
+    assert ran.stdout == greedy.stdout
+
+
+def test_the_web_pages_step_gives_torchs_logits_for_every_cell(exported, tmp_path):
+    import shutil
+
+    from charrnn.export.web import export_web
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed (the browser test in test_page.py checks the page itself)")
+    model, vocab, onnx_path = exported
+    export_web(model, vocab, load_model(onnx_path.parent / "best.pt")[2], tmp_path / "site", "t")
+    gen = torch.Generator().manual_seed(0)
+    ids = [0, *torch.randint(1, len(vocab), (99,), generator=gen).tolist()]
+    (tmp_path / "logits.js").write_text(
+        "globalThis.window = globalThis; require('./site/model.js'); require('./site/local.js');\n"
+        f"const S = window.charrnnStep, st = S.fresh(), ids = {json.dumps(ids)};\n"
+        "process.stdout.write(JSON.stringify(ids.map((id) => Array.from(S.step(id, st)))));\n", encoding="utf-8")
+    ran = subprocess.run([node, "logits.js"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    state, worst = model.init_state(1), 0.0
+    for id_, js in zip(ids, json.loads(ran.stdout), strict=True):
+        logits, state = model.step(torch.tensor([id_]), state)
+        worst = max(worst, float(np.abs(np.array(js) - logits[0].numpy()).max()))
+    assert worst < 1e-4, f"{model.config.cell}: the page's logits differ from torch's by {worst}"

@@ -148,3 +148,45 @@ def test_a_character_the_model_does_not_know_is_named(browser, base_server):
     status = browser.find_element(By.ID, "status")
     wait_for(lambda: "U+00E9" in status.text, what="the error naming the character")
     assert status.get_attribute("class") == "error"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """`charrnn export --web` of the bundled base model."""
+    from inprocess import invoke
+
+    d = tmp_path_factory.mktemp("site")
+    r = invoke("export", "-c", "base", "--web", d / "site", "-q", cwd=d)
+    assert r.returncode == 0, r.stderr
+    return d / "site"
+
+
+GREEDY = """const done = arguments[arguments.length - 1];
+fetch('/v1/sample', {method: 'POST', body: JSON.stringify({prime: 'ROMEO.', length: 200, greedy: true})})
+  .then((r) => r.text()).then((t) => done(t.trim().split('\\n').map(JSON.parse).filter((e) => e.type === 'text')
+                                            .map((e) => e.text).join('')))
+  .catch((e) => done('ERROR ' + e));"""
+
+
+def test_the_exported_page_writes_from_a_file_with_the_network_off(browser, site):
+    from types import SimpleNamespace
+
+    from inprocess import invoke
+
+    offline = {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.emulateNetworkConditions", offline)
+    try:
+        open_page(browser, SimpleNamespace(url=(site / "index.html").as_uri()), "ROMEO.\n",
+                  "document.getElementById('seed').value = 1;")
+        until_done(browser)
+        assert len(ghost_text(browser)) > 20  # it wrote, tinted and all, with no server
+        browser.set_script_timeout(120)
+        greedy = browser.execute_async_script(GREEDY)
+        expected = invoke("sample", "-c", "base", "--greedy", "--prime", "ROMEO.", "--length", "200", "-q", cwd=site)
+        assert "ROMEO." + greedy + "\n" == expected.stdout and len(greedy) >= 200
+        sources = browser.execute_script("return [...document.scripts].filter((s) => s.src).map((s) => s.src)")
+        assert sorted(Path(url.removeprefix("file://")).name for url in sources) == ["local.js", "model.js"]
+        assert sorted(f.name for f in site.iterdir()) == ["index.html", "local.js", "model.js"]  # all it needs
+    finally:
+        browser.execute_cdp_cmd("Network.emulateNetworkConditions", {**offline, "offline": False})

@@ -10,15 +10,25 @@ from .. import options as opt
 
 
 def export(
-    out: Path = typer.Argument(..., help="The .onnx file to write.", show_default=False),
+    out: Path = typer.Argument(..., help="The .onnx file to write; with --web, the folder.", show_default=False),
     checkpoint: Path | None = opt.checkpoint_option(),
+    web: bool = typer.Option(False, "--web", help="Write a static site instead: serve's co-writing page with the model "
+                             "running in it, no server and no network (open OUT/index.html)."),
     quiet: bool = opt.quiet_option(),
 ):
-    """Take the model out of charrnn: the one-step model as ONNX. For onnxruntime and any ONNX runtime (README, Export)."""
+    """Take the model out of charrnn: ONNX, or a page that writes by itself. For any ONNX runtime, or a browser."""
+    from ..checkpoint import run_name
     from ..inference import open_model
     from ..render import note
     from .onnx import check_target, export_onnx
+    from .web import export_web
 
-    check_target(out)
+    if not web:
+        check_target(out)
     path, model, vocab, ckpt = open_model(checkpoint, quiet=quiet)
+    if web:
+        export_web(model, vocab, ckpt, out, run_name(path))
+        size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
+        note(f"wrote {out}/index.html, model.js, local.js ({size / 1e6:.1f} MB) from {path}; open {out}/index.html", quiet)
+        return
     note(f"wrote {export_onnx(model, vocab, ckpt, out)} ({out.stat().st_size / 1e6:.1f} MB) from {path}", quiet)

@@ -18,6 +18,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from ..checkpoint import run_name
 from ..config import ServeConfig
 from ..errors import UsageError
 from . import api, openai_api
@@ -130,7 +131,7 @@ class Service:
         self.device = model.head.weight.device
         self.engine = Engine(model, vocab, self.device, cfg.max_batch)
         self.rows = describe(ckpt)
-        self.name = model_name(path)
+        self.name = run_name(path)  # the model's id in /v1/models
 
     async def page(self, request):
         from starlette.responses import HTMLResponse
@@ -213,15 +214,6 @@ class Service:
             yield
         finally:
             task.cancel()
-
-
-def model_name(path: Path) -> str:
-    """The served model's id in /v1/models: its run's name ("base" for the bundled model)."""
-    from ..checkpoint import BUNDLED
-
-    if path.resolve() == BUNDLED.resolve():
-        return "base"
-    return path.parent.name if path.name in ("best.pt", "last.pt") else path.stem
 
 
 def build_app(service: Service):
