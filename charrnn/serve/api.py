@@ -117,24 +117,37 @@ def sample_request(body: bytes, vocab: Vocab, max_batch: int, seed: Callable[[in
     settings = {CONFIG_NAMES.get(k, k): value for k, value in v.items()
                 if CONFIG_NAMES.get(k, k) in SampleConfig.__dataclass_fields__ and k not in ("seed", "stop")}
     cfg = SampleConfig(**settings, stop=tuple([v["stop"]] if isinstance(v["stop"], str) else v["stop"]))
-    for name, problem in cfg.problems():
-        field = next((k for k, c in CONFIG_NAMES.items() if c == name), name)
-        raise RequestError(f"{field} {problem}", field)
-    if len(v["prime"]) > MAX_PRIME:
-        raise RequestError(f"prime must be at most {MAX_PRIME:,} characters, got {len(v['prime']):,}; send its end", "prime")
-    if cfg.length > MAX_LENGTH:
-        raise RequestError(f"length must be at most {MAX_LENGTH:,}, got {cfg.length:,}", "length")
-    if cfg.num_samples > max_batch:
-        raise RequestError(f"n must be at most {max_batch} (the server's --max-batch), got {cfg.num_samples}", "n")
-    if cfg.num_samples * cfg.length > MAX_CHARACTERS:
-        raise RequestError(f"n x length must be at most {MAX_CHARACTERS:,}, got {cfg.num_samples * cfg.length:,}; ask for "
-                           "fewer or shorter samples", "length")
-    try:
-        prime = check_prime(vocab, v["prime"].replace("\r\n", "\n"), v["skip_unknown"], "prime",
-                            'remove them or send "skip_unknown": true')
-    except UsageError as e:
-        raise RequestError(str(e), "prime") from None
+    check_limits(cfg, {c: k for k, c in CONFIG_NAMES.items()}, max_batch)
+    prime = checked_prime(v["prime"], vocab, "prime", v["skip_unknown"], 'remove them or send "skip_unknown": true')
     return SampleRequest(prime, replace(cfg, seed=seed(v["seed"])), v["top"], v["stream"])
+
+
+def check_limits(cfg: SampleConfig, names: dict[str, str], max_batch: int, prompts: int = 1) -> None:
+    """RequestError naming the first setting out of range or past the server's limits, by the request's name for it
+    (`names`: SampleConfig field -> request field where they differ); `prompts` requests of n samples each."""
+    for name, problem in cfg.problems():
+        field = names.get(name, name)
+        raise RequestError(f"{field} {problem}", field)
+    length, n = names.get("length", "length"), names.get("num_samples", "num_samples")
+    if cfg.length > MAX_LENGTH:
+        raise RequestError(f"{length} must be at most {MAX_LENGTH:,}, got {cfg.length:,}", length)
+    if cfg.num_samples * prompts > max_batch:
+        raise RequestError(f"{n if prompts == 1 else n + ' x prompts'} must be at most {max_batch} (the server's "
+                           f"--max-batch), got {cfg.num_samples * prompts}", n)
+    if cfg.num_samples * cfg.length > MAX_CHARACTERS:
+        raise RequestError(f"{n} x {length} must be at most {MAX_CHARACTERS:,}, got {cfg.num_samples * cfg.length:,}; "
+                           "ask for fewer or shorter samples", length)
+
+
+def checked_prime(text: str, vocab: Vocab, name: str, skip_unknown: bool = False, fix: str = "remove them") -> str:
+    """The text a request's samples start from (CRLF read as LF), or a RequestError naming `name`: too long, or with
+    characters the model does not know (dropped with skip_unknown)."""
+    if len(text) > MAX_PRIME:
+        raise RequestError(f"{name} must be at most {MAX_PRIME:,} characters, got {len(text):,}; send its end", name)
+    try:
+        return check_prime(vocab, text.replace("\r\n", "\n"), skip_unknown, name, fix)
+    except UsageError as e:
+        raise RequestError(str(e), name) from None
 
 
 def score_texts(body: bytes) -> list[str]:

@@ -14,13 +14,11 @@ import math
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..config import SampleConfig
 from ..data import Vocab
-from ..errors import UsageError
-from ..sample import check_prime
-from .api import MAX_CHARACTERS, MAX_LENGTH, MAX_PRIME, MAX_TOP, Field, RequestError, _int, _number, _strings, read_object
+from .api import MAX_TOP, Field, RequestError, _int, _number, _strings, check_limits, checked_prime, read_object
 from .engine import End, Job, Text
 
 
@@ -113,31 +111,23 @@ def completion_request(body: bytes, vocab: Vocab, max_batch: int, seed: Callable
         prompts = [v["prompt"]] if isinstance(v["prompt"], str) else v["prompt"]
         top, echo, length = v["logprobs"] or 0, bool(v["echo"]), None
     cfg = sample_config(v, length, seed)
-    if cfg.num_samples * len(prompts) > max_batch:
-        raise RequestError(f"n x prompts must be at most {max_batch} (the server's --max-batch), got "
-                           f"{cfg.num_samples * len(prompts)}", "n")
-    prompts = [checked_prompt(p, vocab, "messages" if chat else "prompt") for p in prompts]
+    check_limits(cfg, OPENAI_NAMES, max_batch, len(prompts))
+    prompts = [checked_prime(p, vocab, "messages" if chat else "prompt") for p in prompts]
     stream_options = v["stream_options"] or {}
     return Completion("chat.completion" if chat else "text_completion", model, prompts, cfg, top, echo,
                       bool(v["stream"]), bool(stream_options.get("include_usage")))
 
 
 def sample_config(v: dict, length: int | None, seed: Callable[[int | None], int]) -> SampleConfig:
-    """The SampleConfig `charrnn sample` would use for these OpenAI settings (temperature 0: greedy)."""
+    """The SampleConfig `charrnn sample` would use for these OpenAI settings (temperature 0: greedy); its ranges
+    and the server's limits are checked by the caller (api.check_limits)."""
     temperature = 1.0 if v["temperature"] is None else v["temperature"]
     stops = v["stop"] or ()
     length = next((x for x in (length, v["max_tokens"]) if x is not None), 16)  # OpenAI's default, 16
     cfg = SampleConfig(length=length, temperature=temperature or 1.0,
                        top_p=v["top_p"] if v["top_p"] is not None and v["top_p"] != 1 else None, greedy=temperature == 0,
                        num_samples=1 if v["n"] is None else v["n"], stop=(stops,) if isinstance(stops, str) else tuple(stops))
-    for name, problem in cfg.problems():
-        field_name = OPENAI_NAMES.get(name, name)
-        raise RequestError(f"{field_name} {problem}", field_name)
-    if cfg.length > MAX_LENGTH:
-        raise RequestError(f"max_tokens must be at most {MAX_LENGTH:,}, got {cfg.length:,}", "max_tokens")
-    if cfg.num_samples * cfg.length > MAX_CHARACTERS:
-        raise RequestError(f"n x max_tokens must be at most {MAX_CHARACTERS:,}; ask for fewer or shorter", "max_tokens")
-    return SampleConfig(**{**cfg.__dict__, "seed": seed(v["seed"])})
+    return replace(cfg, seed=seed(v["seed"]))
 
 
 def chat_prompt(messages: list) -> str:
@@ -151,15 +141,6 @@ def chat_prompt(messages: list) -> str:
             raise RequestError(f"messages[{k}] must be an object with a string content, got {str(m)[:80]}", "messages")
         texts.append(content)
     return "\n".join(texts)
-
-
-def checked_prompt(prompt: str, vocab: Vocab, name: str) -> str:
-    if len(prompt) > MAX_PRIME:
-        raise RequestError(f"{name} must be at most {MAX_PRIME:,} characters, got {len(prompt):,}; send its end", name)
-    try:
-        return check_prime(vocab, prompt.replace("\r\n", "\n"), name=name, fix="remove them")
-    except UsageError as e:
-        raise RequestError(str(e), name) from None
 
 
 def error_record(e: RequestError) -> dict:
