@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -177,6 +178,15 @@ def event_record(event: Text | End) -> dict:
         record["p"] = [round(p, 5) for p in event.probs]
         record["top"] = [[[c, round(q, 5)] for c, q in alts] for alts in event.alternatives]
     return record
+
+
+async def job_records(req: SampleRequest, job: Job):
+    """A streamed answer as lists of records, one list a write: start, the events as they come, then done (or the
+    job's error)."""
+    yield [start_record(req)]
+    async for events in job.updates():
+        yield [event_record(e) for e in events]
+    yield [{"type": "error", "error": job.error} if job.error else done_record(req, job, time.perf_counter() - job.started)]
 
 
 def done_record(req: SampleRequest, job: Job, seconds: float) -> dict:

@@ -148,6 +148,10 @@ def error_record(e: RequestError) -> dict:
     return {"error": {"message": str(e), "type": kind, "param": e.field, "code": None}}
 
 
+def server_error_record(message: str) -> dict:
+    return {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
+
+
 def models_record(name: str, created: int) -> dict:
     return {"object": "list", "data": [{"id": name, "object": "model", "created": created, "owned_by": "charrnn"}]}
 
@@ -234,21 +238,22 @@ def chunk_record(c: Completion, fragment: dict) -> dict:
 
 
 async def chunks(c: Completion):
-    """The streamed answer: chunks as the jobs make characters, the usage when asked for, then "[DONE]"."""
-    tally = Tally(c)
+    """The streamed answer as lists of chunks, one list a write: the chunks each update of the jobs makes, the usage
+    when asked for, then "[DONE]"; a failed job ends it with OpenAI's error object instead."""
+    tally, opening = Tally(c), []
     for k in range(len(tally.texts)):  # chat: each choice opens with its role; echo: with its prompt
         if c.kind == "chat.completion":
-            yield {**header(c, chunk=True), "choices": [{"index": k, "delta": {"role": "assistant", "content": ""},
-                                                         "logprobs": None, "finish_reason": None}]}
+            opening.append({**header(c, chunk=True), "choices": [{"index": k, "delta": {"role": "assistant", "content": ""},
+                                                                  "logprobs": None, "finish_reason": None}]})
         elif c.echo:
-            yield chunk_record(c, {"index": k, "text": c.prompts[k // c.cfg.num_samples], "logprobs": None,
-                                   "finish_reason": None})
+            opening.append(chunk_record(c, {"index": k, "text": c.prompts[k // c.cfg.num_samples], "logprobs": None,
+                                            "finish_reason": None}))
+    if opening:
+        yield opening
     for j, job in enumerate(c.jobs):
         async for events in job.updates():
-            for event in events:
-                yield chunk_record(c, tally.add(j, event))
+            yield [chunk_record(c, tally.add(j, event)) for event in events]
         if job.error:
-            raise RuntimeError(job.error)
-    if c.usage_in_stream:
-        yield {**header(c, chunk=True), "choices": [], "usage": tally.usage()}
-    yield "[DONE]"
+            yield [server_error_record(job.error)]
+            return
+    yield ([{**header(c, chunk=True), "choices": [], "usage": tally.usage()}] if c.usage_in_stream else []) + ["[DONE]"]

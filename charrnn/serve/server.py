@@ -60,65 +60,60 @@ async def cancel_on_disconnect(receive, *jobs: Job) -> None:
         job.cancel()
 
 
-class JobStream:
-    """An ASGI response that sends a job's events as they are made (JSON lines, or server-sent events
-    with sse) and cancels the job when the client disconnects, however far it has got."""
-
-    def __init__(self, req: api.SampleRequest, job: Job, sse: bool):
-        self.req, self.job, self.sse = req, job, sse
-
-    def _lines(self, records: list[dict]) -> bytes:
-        if self.sse:
-            return "".join(f"event: {r['type']}\ndata: {json.dumps(r, ensure_ascii=False)}\n\n" for r in records).encode()
-        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
-
-    async def __call__(self, scope, receive, send) -> None:
-        watcher = asyncio.create_task(cancel_on_disconnect(receive, self.job))
-        media = "text/event-stream" if self.sse else "application/x-ndjson"
-        try:
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", f"{media}; charset=utf-8".encode()), (b"cache-control", b"no-cache"),
-                                    (b"x-accel-buffering", b"no")]})
-            await send({"type": "http.response.body", "body": self._lines([api.start_record(self.req)]), "more_body": True})
-            async for events in self.job.updates():
-                await send({"type": "http.response.body", "body": self._lines([api.event_record(e) for e in events]),
-                            "more_body": True})
-            last = ({"type": "error", "error": self.job.error} if self.job.error
-                    else api.done_record(self.req, self.job, time.perf_counter() - self.job.started))
-            await send({"type": "http.response.body", "body": self._lines([last]), "more_body": False})
-        except OSError:  # the client went away mid-write
-            pass
-        finally:
-            watcher.cancel()
-            self.job.cancel()  # a no-op for a finished job; otherwise its streams leave the batch
+def json_lines(records: list) -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
 
 
-class EventStream:
-    """An ASGI response that sends server-sent `data:` events from an async iterator of records (dicts, or a
-    string such as OpenAI's "[DONE]") and cancels the jobs when the client disconnects, however far it has got."""
+def named_events(records: list) -> bytes:
+    """Server-sent events named by each record's type (/v1/sample for clients that accept text/event-stream)."""
+    return "".join(f"event: {r['type']}\ndata: {json.dumps(r, ensure_ascii=False)}\n\n" for r in records).encode()
 
-    def __init__(self, records, jobs: list[Job]):
-        self.records, self.jobs = records, jobs
+
+def data_events(records: list) -> bytes:
+    """OpenAI's server-sent `data:` events; a string record (its "[DONE]") is sent as it is."""
+    return "".join(f"data: {r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)}\n\n" for r in records).encode()
+
+
+class RecordStream:
+    """An ASGI response that sends records as the jobs make them (`records`: an async iterator of lists, each list
+    one write, encoded by `encode`) and cancels the jobs when the client disconnects, however far it has got."""
+
+    def __init__(self, records, jobs: list[Job], encode, media: str):
+        self.records, self.jobs, self.encode, self.media = records, jobs, encode, media
 
     async def __call__(self, scope, receive, send) -> None:
         watcher = asyncio.create_task(cancel_on_disconnect(receive, *self.jobs))
         try:
             await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
+                        "headers": [(b"content-type", f"{self.media}; charset=utf-8".encode()), (b"cache-control", b"no-cache"),
                                     (b"x-accel-buffering", b"no")]})
-            async for record in self.records:
-                data = record if isinstance(record, str) else json.dumps(record, ensure_ascii=False)
-                await send({"type": "http.response.body", "body": f"data: {data}\n\n".encode(), "more_body": True})
+            async for records in self.records:
+                await send({"type": "http.response.body", "body": self.encode(records), "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except RuntimeError as e:  # a job failed: the stream ends with OpenAI's error object
-            body = json.dumps({"error": {"message": str(e), "type": "server_error", "param": None, "code": None}})
-            await send({"type": "http.response.body", "body": f"data: {body}\n\n".encode(), "more_body": False})
         except OSError:  # the client went away mid-write
             pass
         finally:
             watcher.cancel()
             for job in self.jobs:
-                job.cancel()
+                job.cancel()  # a no-op for a finished job; otherwise its streams leave the batch
+
+
+async def finish(receive, jobs: list[Job], each=None) -> str | None:
+    """Wait for the jobs of an answer that does not stream (each(job index, event) sees their events), cancelling
+    them if the client disconnects first; returns the first job's error, or None."""
+    watcher = asyncio.create_task(cancel_on_disconnect(receive, *jobs))
+    try:
+        for j, job in enumerate(jobs):
+            async for events in job.updates():
+                for event in events if each else ():
+                    each(j, event)
+            if job.error:
+                return job.error
+    finally:
+        watcher.cancel()
+        for job in jobs:
+            job.cancel()
+    return None
 
 
 class Service:
@@ -148,16 +143,12 @@ class Service:
         job = req.job()
         self.engine.submit(job)
         if req.stream:
-            return JobStream(req, job, "text/event-stream" in request.headers.get("accept", ""))
-        watcher = asyncio.create_task(cancel_on_disconnect(request.receive, job))
-        try:
-            async for _ in job.updates():
-                pass
-        finally:
-            watcher.cancel()
-            job.cancel()
-        if job.error:
-            return _json({"error": job.error}, 500)
+            sse = "text/event-stream" in request.headers.get("accept", "")
+            return RecordStream(api.job_records(req, job), [job], named_events if sse else json_lines,
+                                "text/event-stream" if sse else "application/x-ndjson")
+        error = await finish(request.receive, [job])
+        if error:
+            return _json({"error": error}, 500)
         return _json(api.done_record(req, job, time.perf_counter() - job.started))
 
     async def models(self, request):
@@ -181,20 +172,11 @@ class Service:
         for job in c.make_jobs():
             self.engine.submit(job)
         if c.stream:
-            return EventStream(openai_api.chunks(c), c.jobs)
+            return RecordStream(openai_api.chunks(c), c.jobs, data_events, "text/event-stream")
         tally = openai_api.Tally(c)
-        watcher = asyncio.create_task(cancel_on_disconnect(request.receive, *c.jobs))
-        try:
-            for j, job in enumerate(c.jobs):
-                async for events in job.updates():
-                    for event in events:
-                        tally.add(j, event)
-                if job.error:
-                    return _json({"error": {"message": job.error, "type": "server_error", "param": None, "code": None}}, 500)
-        finally:
-            watcher.cancel()
-            for job in c.jobs:
-                job.cancel()
+        error = await finish(request.receive, c.jobs, tally.add)
+        if error:
+            return _json(openai_api.server_error_record(error), 500)
         return _json(tally.whole())
 
     async def score(self, request):
