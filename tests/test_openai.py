@@ -61,6 +61,12 @@ def test_logprobs_give_each_characters_and_the_top_alternatives(client):
     for token, logprob, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs, strict=True):
         assert len(top) == 3 and logprob <= max(top.values()) + 1e-6 and logprob <= 0
         assert token not in top or math.isclose(top[token], logprob, abs_tol=1e-4)
+    streamed = [c.choices[0].logprobs for c in client.completions.create(model="x", prompt="ROMEO:", max_tokens=20, seed=2,
+                                                                          logprobs=3, echo=True, stream=True)
+                if c.choices and c.choices[0].logprobs]
+    assert sum((s.tokens for s in streamed), []) == lp.tokens  # each piece its own, offsets running on
+    assert sum((s.text_offset for s in streamed), []) == lp.text_offset
+    assert sum((s.token_logprobs for s in streamed), []) == pytest.approx(lp.token_logprobs)
 
 
 def test_chat_continues_the_messages_text_whole_and_streamed(client, model_vocab):

@@ -184,25 +184,29 @@ class Tally:
         self.probs: list[list[float]] = [[] for _ in range(total)]
         self.alts: list[list] = [[] for _ in range(total)]
         self.ended: list[str | None] = [None] * total
+        self.made = [0] * total  # characters so far, per choice
 
     def add(self, job: int, event: Text | End) -> dict:
-        """Record one event; returns the choice fragment it makes (text, logprobs, finish_reason) for streaming."""
+        """Record one event; returns the choice fragment it makes (text, logprobs, finish_reason). Streamed, each
+        fragment carries its own logprobs; whole, they are kept for whole() to give once."""
         k = self.c.index(job, event.i)
         if isinstance(event, End):
             self.ended[k] = "length" if event.ended == "length" else "stop"
             return {"index": k, "text": "", "logprobs": None, "finish_reason": self.ended[k]}
-        offset = len(self.c.prompts[job]) * self.c.echo + sum(map(len, self.texts[k]))
+        offset = len(self.c.prompts[job]) * self.c.echo + self.made[k]
         self.texts[k].append(event.text)
+        self.made[k] += len(event.text)
         logprobs = None
-        if event.probs is not None:
+        if event.probs is not None and self.c.stream:
+            logprobs = logprobs_record(self.c, event.text, event.probs, event.alternatives, offset)
+        elif event.probs is not None:
             self.probs[k] += event.probs
             self.alts[k] += event.alternatives
-            logprobs = logprobs_record(self.c, event.text, event.probs, event.alternatives, offset)
         return {"index": k, "text": event.text, "logprobs": logprobs, "finish_reason": None}
 
     def usage(self) -> dict:
         prompt = sum(map(len, self.c.prompts)) * self.c.cfg.num_samples
-        made = sum(len(t) for texts in self.texts for t in texts)
+        made = sum(self.made)
         return {"prompt_tokens": prompt, "completion_tokens": made, "total_tokens": prompt + made}
 
     def whole(self) -> dict:
