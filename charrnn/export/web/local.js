@@ -69,10 +69,13 @@
       return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
     };
   }
-  function draw(logits, req, rand, first) {
-    if (first) logits[0] = -Infinity;  // no empty documents: EOS is not the first draw without a prime
-    if (req.greedy) return logits.indexOf(Math.max(...logits));
-    let p = softmax(logits, req.temperature);
+  // The draw from `shown`, the model's probabilities at the temperature (at 1 for greedy: the same argmax).
+  function draw(shown, req, rand, first) {
+    let p = shown.slice();
+    if (first) p[0] = 0;  // no empty documents: EOS is not the first draw without a prime
+    if (req.greedy) return p.indexOf(Math.max(...p));
+    let total = p.reduce((a, b) => a + b, 0);
+    p = p.map((q) => q / total);
     if (req.top_p && req.top_p < 1) {
       const order = p.map((q, i) => [q, i]).sort((a, b) => b[0] - a[0]);
       let mass = 0;
@@ -80,7 +83,7 @@
       for (const [q, i] of order) { if (mass >= req.top_p) break; keep.add(i); mass += q; }
       p = p.map((q, i) => (keep.has(i) ? q : 0));
     }
-    const total = p.reduce((a, b) => a + b, 0);
+    total = p.reduce((a, b) => a + b, 0);
     let u = rand() * total;
     for (let i = 0; i < p.length; i++) { u -= p[i]; if (u < 0 && p[i] > 0) return i; }
     return p.findLastIndex((q) => q > 0);
@@ -97,10 +100,10 @@
     const out = [], flush = (items) => { for (const it of items) out.push(it); made += items.length; };
     for (let k = 0; k < req.length; k++) {
       if (signal && signal.aborted) return;
-      const shown = softmax(logits, req.greedy ? 1 : req.temperature);
-      const id = draw(Array.from(logits), req, rand, k === 0 && !req.prime);
+      const shown = softmax(logits, req.greedy ? 1 : req.temperature);  // once a step: reported, and drawn from
+      const id = draw(shown, req, rand, k === 0 && !req.prime);
       if (id === 0) { flush(held); held = []; ended = "eos"; break; }
-      const top = shown.map((q, i) => [q, i]).sort((a, b) => b[0] - a[0]).slice(0, req.top || 0)
+      const top = !req.top ? [] : shown.map((q, i) => [q, i]).sort((a, b) => b[0] - a[0]).slice(0, req.top)
         .map(([q, i]) => [M.vocab[i], q]);
       held.push({ ch: M.vocab[id], p: shown[id], top });
       const pending = held.map((x) => x.ch).join("");
