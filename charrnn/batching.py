@@ -20,15 +20,21 @@ from .config import TrainConfig
 from .errors import UsageError
 
 
+def fits(n_train: int, batch: int, seq_len: int) -> bool:
+    """Whether an epoch of `batch` streams over n_train training ids holds a window of seq_len, with room left
+    for the epoch's random offset (up to seq_len)."""
+    return n_train - 1 - seq_len >= batch * seq_len
+
+
 def fit_batch_shape(n_train: int, cfg: TrainConfig) -> tuple[TrainConfig, str]:
     """Shrink batch_size (then seq_len) so that one epoch holds at least one window.
 
     Returns the config to use and a note saying what changed ("" when nothing did).
     One window needs batch_size * seq_len + 1 training characters.
     """
-    usable = n_train - 1 - cfg.seq_len  # leave room for the epoch's random offset
-    if usable >= cfg.batch_size * cfg.seq_len:
+    if fits(n_train, cfg.batch_size, cfg.seq_len):
         return cfg, ""
+    usable = n_train - 1 - cfg.seq_len  # leave room for the epoch's random offset
     if n_train < 3:
         raise UsageError(f"the training text is too short ({n_train} ids); give at least a few characters of text")
     seq_len = cfg.seq_len

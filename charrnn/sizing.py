@@ -26,8 +26,9 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
+from .batching import fits
 from .cells import get_cell
-from .config import ModelConfig, Regularisation
+from .config import STREAMS, ModelConfig, Regularisation
 
 # Candidates, smallest first: (layers, hidden).
 LADDER: tuple[tuple[int, int], ...] = ((1, 128), (1, 192), (1, 256), (1, 384), (1, 512), (2, 512), (2, 768), (3, 1024))
@@ -38,7 +39,6 @@ GPU_LADDER: tuple[tuple[int, int], ...] = (*LADDER, (3, 1536), (4, 2048))
 # that reach STREAMS_ENOUGH of the fastest rate are taken (more would only mean fewer updates per character).
 GPU_STREAMS: tuple[int, ...] = (32, 64, 128, 256, 512, 1024)
 STREAMS_ENOUGH = 0.9
-LR_STREAMS = 32  # the streams the default learning rate was tuned for: more streams scale it by sqrt(streams / 32)
 MAX_LR_SCALE = 4.0  # ... at most (1,024 streams would give 5.7; unmeasured so far)
 
 
@@ -75,7 +75,7 @@ class Choice:
     chars_per_s: float  # measured for the chosen size
     passes: float  # how many times the budget lets it read the training text
     reason: str
-    streams: int = LR_STREAMS  # per step: the batch it was measured with (chosen on a GPU)
+    streams: int = STREAMS  # per step: the batch it was measured with (chosen on a GPU)
 
 
 def ladder_for(device: torch.device) -> tuple[tuple[int, int], ...]:
@@ -87,12 +87,13 @@ def streams_for(device: torch.device, train_chars: int, seq_len: int) -> tuple[i
     GPU_STREAMS that the training text can fill, one window each an epoch."""
     if device.type != "cuda":
         return None
-    return tuple(b for b in GPU_STREAMS if b * seq_len + seq_len < train_chars) or None
+    return tuple(b for b in GPU_STREAMS if fits(train_chars, b, seq_len)) or None
 
 
 def scaled_lr(lr: float, streams: int) -> float:
-    """The learning rate for `streams` per step, from one tuned for LR_STREAMS (square-root scaling, capped)."""
-    return lr * min(MAX_LR_SCALE, (streams / LR_STREAMS) ** 0.5) if streams > LR_STREAMS else lr
+    """The learning rate for `streams` per step, from one tuned for config.STREAMS, the default the learning rates
+    were swept with (square-root scaling, capped)."""
+    return lr * min(MAX_LR_SCALE, (streams / STREAMS) ** 0.5) if streams > STREAMS else lr
 
 
 def best_streams(cfg: ModelConfig, options: tuple[int, ...], measure: Callable[[ModelConfig, int], float]
