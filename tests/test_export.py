@@ -159,3 +159,18 @@ def test_the_web_pages_step_gives_torchs_logits_for_every_cell(exported, tmp_pat
         logits, state = model.step(torch.tensor([id_]), state)
         worst = max(worst, float(np.abs(np.array(js) - logits[0].numpy()).max()))
     assert worst < 1e-4, f"{model.config.cell}: the page's logits differ from torch's by {worst}"
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import errno
+
+    import onnx
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(onnx, "save", full)
+    r = invoke("export", "-c", "base", "model.onnx", "-q", cwd=tmp_path)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "could not write model.onnx: No space left on device; free disk space" in r.stderr
+    assert not list(tmp_path.iterdir())

@@ -24,6 +24,7 @@ from ..cells import get_cell
 from ..data import Vocab
 from ..errors import CharRNNError, UsageError
 from ..model import CharRNN
+from . import write_atomically
 
 OPSET = 18
 
@@ -81,9 +82,7 @@ def export_onnx(model: CharRNN, vocab: Vocab, ckpt: dict, out: Path) -> Path:
     for key, value in metadata(vocab, ckpt).items():
         proto.metadata_props.add(key=key, value=value)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".onnx.tmp")
-    onnx.save(proto, str(tmp))
-    tmp.replace(out)
+    write_atomically(out, lambda tmp: onnx.save(proto, str(tmp)))
     return out
 
 

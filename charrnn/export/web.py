@@ -18,6 +18,7 @@ import numpy as np
 from ..data import Vocab
 from ..errors import CharRNNError, UsageError
 from ..model import CharRNN
+from . import write_atomically
 
 SCRIPTS = '<script src="model.js"></script>\n<script src="local.js"></script>\n'
 
@@ -56,7 +57,5 @@ def export_web(model: CharRNN, vocab: Vocab, ckpt: dict, out: Path, name: str) -
     files = {"index.html": page_with_local_model(), "model.js": model_script(model, vocab, name, summary),
              "local.js": (resources.files("charrnn.export") / "web" / "local.js").read_text(encoding="utf-8")}
     for filename, text in files.items():
-        tmp = out / (filename + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(out / filename)
+        write_atomically(out / filename, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
     return out
