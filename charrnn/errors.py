@@ -61,6 +61,9 @@ def command(fn):
             stderr_console().print("interrupted")
             raise typer.Exit(130) from None
         except Exception as e:
+            if isinstance(e.__cause__, KeyboardInterrupt):  # a Ctrl-C that landed in, say, a class being made by an import
+                stderr_console().print("interrupted")
+                raise typer.Exit(130) from None
             if os.environ.get("CHARRNN_DEBUG"):
                 raise
             _fail(escape(f"internal error: {type(e).__name__}: {e} (set CHARRNN_DEBUG=1 for a traceback)"), 1)

@@ -104,3 +104,24 @@ def test_second_ctrl_c_exits_at_once_and_leaves_files_whole(tmp_path, corpus_tex
     for name in ("best.pt", "last.pt"):
         assert load_checkpoint(tmp_path / "twice" / name)["progress"]["step"] >= 1
     assert not [p for p in (tmp_path / "twice").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_ctrl_c_that_python_wraps_in_another_error_is_still_an_interrupt(capsys):
+    # Seen once under load: the second Ctrl-C landed while matplotlib's first import (for loss.png) was making a class,
+    # and Python reported it as "RuntimeError: Error calling __set_name__" caused by the KeyboardInterrupt.
+    import typer
+
+    from charrnn.errors import command
+
+    class Interrupted:
+        def __set_name__(self, owner, name):
+            raise KeyboardInterrupt
+
+    @command
+    def making_a_class():
+        class Late:
+            x = Interrupted()
+
+    with pytest.raises(typer.Exit) as e:
+        making_a_class()
+    assert e.value.exit_code == 130 and "interrupted" in capsys.readouterr().err
