@@ -121,7 +121,7 @@ def sample(
     if adapt:
         model = adapted_to_prime(model, vocab, prime, dyn)
     render.note(f"sampling from {path}, seed {cfg.seed}", quiet)
-    dev = model.head.weight.device
+    dev = model.device
     if not (unique or novel or json_out):
         colour = color and sys.stdout.isatty()
         events = generate(model, vocab, prime, cfg, dev, with_prob=colour)
@@ -167,7 +167,7 @@ def eval_cmd(
     render.eval_header(json_out, dynamic)
     total, total_dyn = Loss(), Loss()
     for name, ids in streams:
-        loss = evaluate(model, ids, model.head.weight.device)
+        loss = evaluate(model, ids, model.device)
         dyn_loss = dynamic_evaluate(model, ids, dyn) if dynamic else None
         total, total_dyn = total + loss, total_dyn + (dyn_loss or Loss())
         render.eval_row(name, loss, json_out, dyn_loss)
@@ -200,7 +200,7 @@ def score(
     _, model, vocab, _ = open_model(checkpoint, device, threads)
     docs = split_text(read_text(source, encoding=encoding, errors=errors), lines=doc_sep is None, doc_sep=doc_sep)
     adapter = Adapter(model, dyn) if dynamic else None
-    for doc, loss in zip(docs, score_documents(model, vocab, docs, model.head.weight.device), strict=True):
+    for doc, loss in zip(docs, score_documents(model, vocab, docs, model.device), strict=True):
         dyn_loss = adapter.document(document_stream([doc], vocab)) if adapter is not None and loss is not None else None
         render.score_row(doc, loss, vocab.missing(doc) if loss is None else [], json_out, dyn_loss, dynamic)
 

@@ -14,7 +14,6 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .config import DynamicConfig
 from .data import EOS, Vocab
@@ -79,7 +78,7 @@ class Adapter:
 
     def __init__(self, model: CharRNN, cfg: DynamicConfig):
         check(cfg)
-        device = model.head.weight.device
+        device = model.device
         # Dropout and weight drop off, in train mode: cuDNN's RNN backward runs only in train mode.
         self.model = CharRNN(replace(model.config, dropout=0.0, weight_drop=0.0)).to(device)
         self.model.load_state_dict(model.state_dict())  # copies the values: the two models share nothing
@@ -97,8 +96,8 @@ class Adapter:
             x = to_device(torch.from_numpy(np.asarray(ids[s:e], dtype=np.int64)), self.device)[None]
             y = to_device(torch.from_numpy(np.asarray(ids[s + 1 : e + 1], dtype=np.int64)), self.device)
             with torch.enable_grad():
-                logits, state = self.model(x, self.state)
-                nll = F.cross_entropy(logits[0].float(), y, reduction="sum")
+                nlls, state = self.model(x, self.state, y[None])
+                nll = nlls.sum()
                 (nll / (e - s)).backward()
             total += nll.detach()
             self.rule.step()

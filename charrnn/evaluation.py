@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .data import EOS, Vocab, describe_chars, document_stream, split_text
 from .errors import UsageError
+from .heads import IGNORE
 from .metrics import Loss
 from .model import CharRNN
 from .runtime import to_device
+
+SCORES_PER_WINDOW = 1 << 24  # (positions x vocabulary) a window's scores may hold: 64 MB of float32
 
 
 @torch.no_grad()
@@ -43,6 +45,8 @@ def evaluate(model: CharRNN, ids: np.ndarray | torch.Tensor, device: torch.devic
     if len(s) == 0:
         return Loss()
     b = np.maximum(0, s - burn_in)  # each stretch reads from b, scores targets s+1 .. e
+    # A large vocabulary's scores for a whole window would take GBs (64 x 512 x 6,175 floats: 0.8 GB): fewer steps.
+    window = max(16, min(window, SCORES_PER_WINDOW // (len(s) * model.config.vocab_size)))
     length = e - b
     total = torch.zeros((), dtype=torch.float64, device=device)
     state = None
@@ -52,10 +56,9 @@ def evaluate(model: CharRNN, ids: np.ndarray | torch.Tensor, device: torch.devic
         pos = np.where(valid, b[:, None] + j[None, :], 0)
         x = torch.from_numpy(ids[pos].astype(np.int64))
         y = ids[pos + valid].astype(np.int64)  # the next id where valid (masked below where not)
-        y[~valid | (j[None, :] < (s - b)[:, None])] = -100  # padding and burn-in: read, not scored
-        logits, state = model(to_device(x, device), state)
-        total += F.cross_entropy(logits.float().flatten(0, 1), to_device(torch.from_numpy(y), device).flatten(),
-                                 ignore_index=-100, reduction="sum")
+        y[~valid | (j[None, :] < (s - b)[:, None])] = IGNORE  # padding and burn-in: read, not scored
+        nll, state = model(to_device(x, device), state, to_device(torch.from_numpy(y), device))
+        total += nll.sum()
     model.train(was_training)
     return Loss(float(total), int((e - s).sum()))
 
@@ -77,15 +80,13 @@ def score_documents(model: CharRNN, vocab: Vocab, docs: list[str], device: torch
         idx = known[start : start + batch]
         width = len(docs[idx[-1]]) + 1
         x = torch.zeros(len(idx), width, dtype=torch.long)
-        y = torch.full((len(idx), width), -100, dtype=torch.long)
+        y = torch.full((len(idx), width), IGNORE, dtype=torch.long)
         for row, i in enumerate(idx):
             ids = torch.as_tensor(vocab.encode(docs[i]))
             x[row, 1 : len(ids) + 1] = ids  # x[row, 0] is EOS
             y[row, : len(ids)] = ids
             y[row, len(ids)] = EOS
-        logits, _ = model(x.to(device))
-        nll = F.cross_entropy(logits.float().transpose(1, 2), y.to(device), ignore_index=-100,
-                                                reduction="none").sum(1)
+        nll = model(x.to(device), None, y.to(device))[0].sum(1)
         for row, i in enumerate(idx):
             out[i] = Loss(float(nll[row]), len(docs[i]) + 1)
     return out

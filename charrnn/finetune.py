@@ -8,7 +8,6 @@ appended to its vocabulary, so every old id and the rows behind it stay valid.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from .checkpoint import file_sha256, load_checkpoint, resolve_checkpoint
 from .config import ModelConfig
 from .data import Vocab
 from .errors import UsageError
+from .heads import head_class
 
 SHAPE_FIELDS = ("cell", "layers", "hidden", "embed")  # fixed by the base: its weights have this shape
 # A new character's output row is the old rows' mean, its bias lowered by log(1 / NEW_CHAR_SHARE). By
@@ -61,6 +61,9 @@ def load_base(spec: str | Path) -> Base:
 def refuse_shape_flags(given: dict, base: Base) -> None:
     """Size flags cannot apply to a model whose weights already have a shape."""
     clash = [k for k in SHAPE_FIELDS if k in given and given[k] != getattr(base.model_config, k)]
+    softmax = base.model_config.softmax or "full"  # None: saved before there was a choice
+    if given.get("softmax", "auto") not in ("auto", softmax):
+        raise UsageError(f"--init takes its output layer from {base.path} (--softmax {softmax}); drop --softmax")
     if clash:
         have = ", ".join(f"--{k} {getattr(base.model_config, k)}" for k in clash)
         raise UsageError(f"--init takes the model's shape from {base.path} ({have}); drop "
@@ -71,8 +74,9 @@ def grown_weights(base: Base, vocab: Vocab) -> dict[str, torch.Tensor]:
     """The base's weights for `vocab`, which extends the base's (finetune's contract: old ids unchanged).
 
     A new character's embedding is the mean of the old ones, so the network meets it as an
-    average character; its output row is the mean of the old output rows, its bias lowered so
-    that it starts unlikely (NEW_CHAR_SHARE) and the old characters keep their probabilities.
+    average character; its output row is the mean of the old output rows (with adaptive softmax, of
+    the last cluster's, which new characters join), its bias lowered so that it starts unlikely
+    (NEW_CHAR_SHARE) and the old characters keep their probabilities (heads.*.grown).
     """
     old, new = len(base.vocab), len(vocab)
     if vocab.chars[: old - 1] != base.vocab.chars:
@@ -80,12 +84,7 @@ def grown_weights(base: Base, vocab: Vocab) -> dict[str, torch.Tensor]:
     w = dict(base.weights)
     if new == old:
         return w
-    k = new - old
-    emb, head_w, head_b = w["embed.weight"], w["head.weight"], w["head.bias"]
-    rows = slice(1, old)  # the old characters, EOS left out of the means
-    w["embed.weight"] = torch.cat([emb, emb[rows].mean(0, keepdim=True).expand(k, -1)])
-    w["head.weight"] = torch.cat([head_w, head_w[rows].mean(0, keepdim=True).expand(k, -1)])
-    bias = head_b[rows].mean() - math.log(1 / NEW_CHAR_SHARE)
-    w["head.bias"] = torch.cat([head_b, bias.expand(k)])
+    emb = w["embed.weight"]
+    w["embed.weight"] = torch.cat([emb, emb[1:old].mean(0, keepdim=True).expand(new - old, -1)])  # EOS left out
+    head_class(base.model_config.softmax).grown(w, "head.", old, new, NEW_CHAR_SHARE)
     return w
-

@@ -45,24 +45,23 @@ def describe(ckpt: dict) -> list[tuple[str, str]]:
     """Rows (name, value) describing a checkpoint, for `charrnn info`."""
     mc, tc, prog, corpus = ckpt["model_config"], ckpt["train_config"], ckpt["progress"], ckpt["corpus"]
     vocab = ckpt["vocab"]
-    params = sum(t.numel() for t in ckpt["model"].values())
+    params = sum(t.numel() for t in ckpt["model"].values() if t.is_floating_point())  # not an adaptive head's ranks
     preview = "".join(vocab[:80]).replace("\n", "⏎").replace("\t", "⇥").replace(" ", "␠")
-    best = prog["best_val"]
     budget = ", ".join(
         f"{label} {tc[k]:g}{unit}" for k, label, unit in (("epochs", "epochs", ""), ("steps", "steps", ""),
                                                           ("time_budget", "time", "s")) if tc.get(k)
     ) or f"until no improvement for {tc['patience']} evaluations"
+    model = ModelConfig(**mc)
     return [
         ("model", f"{mc['cell']} {mc['layers']} x {mc['hidden']}, embed {mc['embed']}, "
-                   f"{ModelConfig(**mc).regularisation.describe()}"),
+                   f"{model.regularisation.describe()}, {model.describe_softmax()}"),
         ("parameters", f"{params:,}"),
         ("vocabulary", f"{len(vocab) + 1} symbols (EOS + {len(vocab)} chars): {preview}{'…' if len(vocab) > 80 else ''}"),
         ("training", f"batch {tc['batch_size']} x seq {tc['seq_len']}, lr {tc['lr']:g}, warm-up {tc['warmup']}, "
                      f"weight decay {tc['weight_decay']}, clip {tc['clip']}, seed {tc['seed']}; {budget}; "
                      f"validation: {'whole documents' if tc.get('whole_documents') else 'tail of each document'}"),
         ("progress", f"step {prog['step']:,}, epoch {prog['epoch']}, {prog['chars_seen']:,} chars seen"),
-        ("best val", f"{best:.4f} nats/char = {bits(best):.4f} bpc at step {prog['best_step']:,}"
-                     + (" (averaged weights, --ema)" if ckpt.get("averaged") else "") if math.isfinite(best) else "none"),
+        ("best val", _best_val(prog, ckpt.get("averaged", False))),
         ("training time", f"{prog['elapsed']:.1f} s"),
         ("corpus", f"{', '.join(corpus['files'])}: {corpus['documents']} document(s), {corpus['chars']:,} chars "
                    f"({corpus['train_chars']:,} train, {corpus['val_chars']:,} validation)"),
@@ -70,6 +69,18 @@ def describe(ckpt: dict) -> list[tuple[str, str]]:
         *_lineage_rows(ckpt.get("base"), vocab),
         ("format", f"{ckpt['format']} v{ckpt['version']}"),
     ]
+
+
+def _best_val(prog: dict, averaged: bool) -> str:
+    """The best validation loss; with a --time run's whole-split score, that, and the sample it was chosen on."""
+    best, whole = prog["best_val"], prog.get("final_val", math.nan)
+    if not math.isfinite(best):
+        return "none"
+    text = f"{best:.4f} nats/char = {bits(best):.4f} bpc at step {prog['best_step']:,}"
+    if math.isfinite(whole):
+        text = (f"{whole:.4f} nats/char = {bits(whole):.4f} bpc on the whole validation split, at step "
+                f"{prog['best_step']:,} (chosen on a sample of {prog['val_sample']:,} chars: {best:.4f} nats/char)")
+    return text + (" (averaged weights, --ema)" if averaged else "")
 
 
 def _lineage_rows(base: dict | None, vocab: list[str]) -> list[tuple[str, str]]:

@@ -1,14 +1,16 @@
-"""The character-level recurrent language model: embedding -> recurrent stack (cells.py) -> logits."""
+"""The character-level recurrent language model: embedding -> recurrent stack (cells.py) -> output head (heads.py)."""
 
 from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import torch
 from torch import nn
 
 from .cells import get_cell
 from .config import ModelConfig
+from .heads import head_class
 from .runtime import plain_fp32
 
 SMALL_STEP_BATCH = 8  # on a GPU, more streams than this take the fused kernel in step()
@@ -21,38 +23,49 @@ State = torch.Tensor | tuple[torch.Tensor, ...]
 class CharRNN(nn.Module):
     """A stateful char-level language model.
 
-    forward(x, state) takes ids x (batch, time) int64 and an optional state; it returns logits
-    (batch, time, vocab_size) for the next character at every position, and the state after the
-    last position, so a caller can carry it into the next window (truncated BPTT) or the next
-    sampling step.
+    forward(x, state) takes ids x (batch, time) int64 and an optional state; it returns scores
+    (batch, time, vocab_size) for the next character at every position, whose softmax is the model's
+    distribution (the head's contract: logits, or log-probabilities with adaptive softmax), and the
+    state after the last position, so a caller can carry it into the next window (truncated BPTT) or
+    the next sampling step. forward(x, state, targets) with targets (batch, time) returns each target's
+    negative log-likelihood in nats (batch, time) float32 instead (0 where a target is heads.IGNORE),
+    computed the head's cheapest exact way: training, eval and score take this path.
     """
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, counts: np.ndarray | None = None):
+        """counts (V,): each id's count in the training text, for a new adaptive head's ranks (heads.py)."""
         super().__init__()
         self.config = config
         c = config
         self.cell = get_cell(c.cell)
         self.embed = nn.Embedding(c.vocab_size, c.embed)
         self.rnn = self.cell.build(c.embed, c.hidden, c.layers, c.dropout)
-        self.head = nn.Linear(c.hidden, c.vocab_size)
-        self._step_cache: tuple | None = None  # see _step_weights
-        # The default head init (uniform, +-1/sqrt(hidden)) with small initial activations already
+        # The default head init (uniform, +-1/sqrt(hidden), zero bias) with small initial activations already
         # gives near-uniform first predictions (loss ~ ln V); shrinking it further starves the
         # recurrent layers of gradient and stalls early learning at the unigram plateau.
-        nn.init.zeros_(self.head.bias)
+        self.head = head_class(c.softmax)(c.hidden, c.vocab_size, c.cutoffs, counts)
+        self._step_cache: tuple | None = None  # see _step_weights
         self.cell.initialise(self.rnn, c.hidden)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    @property
+    def device(self) -> torch.device:
+        return self.embed.weight.device
+
     def init_state(self, batch: int, device: torch.device | str | None = None) -> State:
         """Zero state for `batch` streams."""
-        return self.cell.zero_state(self.config.layers, batch, self.config.hidden, device or self.head.weight.device)
+        return self.cell.zero_state(self.config.layers, batch, self.config.hidden, device or self.device)
 
-    def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+    def forward(self, x: torch.Tensor, state: State | None = None,
+                targets: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
         p = self.config.dropout
         h, state = self._recurrent(self._drop(self.embed(x), p), state)
-        return self.head(self._drop(h, p)), state
+        h = self._drop(h, p)
+        if targets is None:
+            return self.head(h), state
+        return self.head.nll(h.flatten(0, 1), targets.flatten()).view(targets.shape), state
 
     def _recurrent(self, x: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
         """The recurrent stack over a window, with weight drop (DropConnect) in training.
@@ -91,7 +104,7 @@ class CharRNN(nn.Module):
 
     @torch.no_grad()
     def step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """One time step in eval mode: ids (batch,) and a state -> logits (batch, vocab_size) and the new state.
+        """One time step in eval mode: ids (batch,) and a state -> scores (batch, vocab_size) and the new state.
 
         Computes what forward() does on a (batch, 1) input, with plain matrix products on weights
         rearranged once for the purpose (see _step_weights). The fused RNN kernel is built for long
@@ -100,8 +113,8 @@ class CharRNN(nn.Module):
         """
         if self.training or (ids.shape[0] > SMALL_STEP_BATCH and ids.device.type != "cpu"):
             with plain_fp32(ids.device):  # rounding as the per-layer path's: serve's batch size must not change text
-                logits, state = self(ids[:, None], state)
-            return logits[:, 0], state
+                scores, state = self(ids[:, None], state)
+            return scores[:, 0], state
         cell = self.cell
         parts = cell.unpack(state)
         x, layers = ids, []
@@ -121,7 +134,7 @@ class CharRNN(nn.Module):
             params, versions, layers = self._step_cache
             if all(p._version == v for p, v in zip(params, versions, strict=True)):
                 return layers
-        order = self.cell.gate_order(self.config.hidden, self.head.weight.device)
+        order = self.cell.gate_order(self.config.hidden, self.device)
         layers = []
         with torch.no_grad():
             for layer in range(self.config.layers):

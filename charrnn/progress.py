@@ -16,7 +16,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from .metrics import EvalRecord
+from .metrics import EvalRecord, bits
 from .trainer import Progress as TrainProgress
 from .trainer import Reporter
 
@@ -149,8 +149,13 @@ class RichReporter(Reporter):
         best = "no validation"
         if not math.isnan(summary["best_val_bpc"]):
             best = f"best val {summary['best_val_bpc']:.4f} bpc at step {p.best_step:,}"
+            if math.isfinite(p.final_val):  # evaluations scored a fixed sample; this is the whole split
+                best = (f"best val {bits(p.final_val):.4f} bpc on the whole validation split at step {p.best_step:,} "
+                        f"(chosen on a sample of {p.val_sample:,} chars: {summary['best_val_bpc']:.4f})")
+        watched = f"; evaluations and checkpoints took {p.watch_s:.1f}s ({p.watch_s / p.elapsed:.0%} of it)" if p.elapsed else ""
         self.console.print(
             f"[bold]done[/] ({why}): {p.step:,} steps, {fmt_count(p.chars_seen)} chars in {p.elapsed:.0f}s "
-            f"({fmt_count(summary['chars_per_s'])} chars/s); {best}\n  saved {escape(summary['out'])}/best.pt and last.pt",
+            f"({fmt_count(summary['chars_per_s'])} chars/s){watched}; {best}\n"
+            f"  saved {escape(summary['out'])}/best.pt and last.pt",
             highlight=False,
         )

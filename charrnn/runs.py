@@ -7,11 +7,14 @@ chooses the size, and the other ranks take its results.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from . import checkpoint as ckpt_io
@@ -39,6 +42,7 @@ class Run:
     prev: dict | None
     sizing_seconds: float  # choosing the size is part of the budget
     init_weights: dict | None = None  # a fine-tuned run's starting weights (--init), vocabulary grown
+    counts: np.ndarray | None = None  # each id's count in the training text: a new adaptive head's ranks
 
 
 def set_up(docs: list[str] | TextFiles, model_cfg: dict, cfg: TrainConfig, out: Path, sources: list[str] | None,
@@ -78,10 +82,11 @@ def set_up(docs: list[str] | TextFiles, model_cfg: dict, cfg: TrainConfig, out: 
     if note:
         rep.message(note)
     t0 = time.perf_counter()
+    counts = functools.cache(lambda: id_counts(split))
     if model_config is None:  # measured speeds differ between processes: rank 0 chooses for all
         if world.main:
             model_config, cfg = new_model_config(model_cfg, len(split.vocab), len(split.train), cfg, device, rep,
-                                                 world.size, base=base, asked=asked)
+                                                 world.size, base=base, asked=asked, counts=counts)
         model_config, cfg = dist_.from_main(world, (model_config, cfg))
     if isinstance(docs, TextFiles):
         sources = sources or [str(p) for p in docs.paths]
@@ -91,7 +96,8 @@ def set_up(docs: list[str] | TextFiles, model_cfg: dict, cfg: TrainConfig, out: 
     if lineage:
         record["base"] = lineage
     return Run(out, cfg, model_config, split, record, device, prev, time.perf_counter() - t0 if prev is None else 0.0,
-               init_weights=None if base is None else grown_weights(base, split.vocab))
+               init_weights=None if base is None else grown_weights(base, split.vocab),
+               counts=counts() if prev is None and base is None and model_config.cutoffs else None)
 
 
 def start_from(init: str | None, prev: dict | None, given: dict, out: Path) -> Base | None:
@@ -171,7 +177,7 @@ def refuse_contradictions(prev: dict, fp: str, model_cfg: dict, force: bool) -> 
     if prev["corpus"]["fingerprint"] != fp:
         diffs.append("the corpus differs from the one it was trained on")
     for k, v in model_cfg.items():
-        if prev["model_config"].get(k) != v:
+        if prev["model_config"].get(k) != v and not (k == "softmax" and v == "auto"):  # auto: as the run chose
             diffs.append(f"{k} {prev['model_config'].get(k)} in the checkpoint, {v} asked for")
     if diffs and not force:
         raise UsageError(f"--resume refused: {'; '.join(diffs)}. Drop the conflicting flags, or add --force")
@@ -202,8 +208,8 @@ def prepare_data(docs: list[str] | TextFiles, vocab: Vocab | None, cfg: TrainCon
 
 
 def new_model_config(given: dict, vocab_size: int, train_chars: int, cfg: TrainConfig, device: torch.device,
-                     rep, processes: int = 1, base: Base | None = None,
-                     asked: dict | None = None) -> tuple[ModelConfig, TrainConfig]:
+                     rep, processes: int = 1, base: Base | None = None, asked: dict | None = None,
+                     counts: Callable[[], np.ndarray] | None = None) -> tuple[ModelConfig, TrainConfig]:
     """The model for a new run, and its training settings: the fields in `given`, the rest from ModelConfig's
     defaults, or with `base` (--init) the base's shape with the grown vocabulary.
 
@@ -213,16 +219,20 @@ def new_model_config(given: dict, vocab_size: int, train_chars: int, cfg: TrainC
     given (and the learning rate scaled to them unless --lr was: sizing.scaled_lr). With any other budget and
     neither --dropout nor --weight-drop, both follow the passes over the training text that the budget buys
     (sizing.regularisation_for); without a budget they are ModelConfig's defaults. Either one given sets the
-    other to its default: they are chosen together.
+    other to its default: they are chosen together. The output layer (--softmax) is settled first
+    (settled_softmax; `counts` gives each id's count in the training text), so sizing counts its real cost.
     """
     from . import sizing
 
-    if base is not None:
+    if base is not None:  # its shape and output layer (refuse_shape_flags refused other ones)
         kept = {k: v for k, v in base.model_config.to_dict().items() if k not in ("vocab_size", "dropout", "weight_drop")}
-        given = {**kept, **given}
+        given = {**{k: v for k, v in given.items() if k != "softmax"}, **kept}
     model = ModelConfig(vocab_size=vocab_size, **given)
     chosen_by_hand = "dropout" in given or "weight_drop" in given
-    if cfg.time_budget and "layers" not in given and "hidden" not in given:
+    sized = cfg.time_budget and "layers" not in given and "hidden" not in given
+    if base is None:
+        model = settled_softmax(model, counts, cfg, device, rep, sized)
+    if sized:
         streams = None if (asked or {}).get("batch_size", True) else sizing.streams_for(device, train_chars, cfg.seq_len)
         with autocast(device, autocast_dtype(cfg.precision, device, model.cell)):
             # One process's speed: under torchrun the size (and its regularisation) is chosen as for one.
@@ -241,6 +251,37 @@ def new_model_config(given: dict, vocab_size: int, train_chars: int, cfg: TrainC
     rep.message(f"{reg.describe()}: the budget reads the training text ~{passes:.1f} times "
                 "(give --dropout or --weight-drop to choose)")
     return _regularised(model, reg), cfg
+
+
+def settled_softmax(model: ModelConfig, counts: Callable[[], np.ndarray] | None, cfg: TrainConfig,
+                    device: torch.device, rep, sized: bool) -> ModelConfig:
+    """`model` with its softmax decided (sizing.choose_softmax), measured at its own shape, or at the ladder's
+    first rung when the budget will choose the shape; the counts are read only where a choice remains."""
+    from . import sizing
+    from .heads import MIN_CLUSTER, MIN_SHORTLIST
+
+    if model.softmax == "full" or (model.softmax != "adaptive" and model.vocab_size < MIN_SHORTLIST + MIN_CLUSTER):
+        return replace(model, softmax="full")
+    found = counts() if counts is not None else np.ones(model.vocab_size, dtype=np.int64)
+    layers, hidden = sizing.LADDER[0] if sized else (model.layers, model.hidden)
+
+    def measure(candidate: ModelConfig) -> float:
+        shaped = replace(candidate, layers=layers, hidden=hidden)
+        return sizing.measure_chars_per_s(shaped, cfg.batch_size, cfg.seq_len, device, counts=found)
+
+    with autocast(device, autocast_dtype(cfg.precision, device, model.cell)):
+        model, note = sizing.choose_softmax(model, found, measure)
+    if note:
+        rep.message(note)
+    return model
+
+
+def id_counts(split: Corpus, chunk: int = 1 << 24) -> np.ndarray:
+    """How often each id occurs in the training text, (V,) int64, read in chunks (it may be a memmap of GBs)."""
+    total = np.zeros(len(split.vocab), dtype=np.int64)
+    for at in range(0, len(split.train), chunk):
+        total += np.bincount(split.train[at : at + chunk], minlength=len(split.vocab))
+    return total
 
 
 def _with_streams(cfg: TrainConfig, streams: int, lr_given: bool) -> TrainConfig:

@@ -90,6 +90,44 @@ class Cadence:
         return elapsed >= (math.floor(since / self.seconds) + 1) * self.seconds
 
 
+@dataclass(frozen=True)
+class Watching:
+    """The part of a --time budget spent on what a person watches: evaluations, their samples, checkpoints, loss.png.
+
+    It counts against the budget, so it is held to WATCH_SHARE. Evaluations during the run score one fixed sample
+    of the validation split, the same characters each time, so best.pt is chosen on one consistent measure; its
+    size (sample_chars) is set once, from the scoring speed the first evaluation measures, so that the evaluations
+    the cadence plans take EVAL_SHARE of the budget. The extras (the sample text, loss.png: 0.2-0.5 s a drawing)
+    are skipped while the share spent is over EXTRAS_UNTIL (extras_due), leaving room for the whole split, scored
+    once at the end for the best weights.
+    Without a --time budget there is nothing to share: every evaluation scores up to --eval-chars.
+    """
+
+    WATCH_SHARE: ClassVar[float] = 0.05
+    EVAL_SHARE: ClassVar[float] = 0.02  # the rest: checkpoints, samples, loss.png and the final whole-split score
+    EXTRAS_UNTIL: ClassVar[float] = 0.035  # share spent under which an evaluation also shows a sample and draws loss.png
+    PROBE_CHARS: ClassVar[int] = 16_384  # validation characters the first evaluation times; also the smallest sample
+
+    seconds: float | None  # the --time budget
+    evaluations: float  # that the cadence plans over it
+
+    @classmethod
+    def of(cls, budget: Budget, cadence: Cadence) -> Watching:
+        planned = budget.seconds / cadence.seconds if budget.seconds and cadence.seconds else 12.0
+        return cls(budget.seconds, planned)
+
+    def sample_chars(self, chars_per_s: float, most: int) -> int:
+        """Characters each evaluation scores, given the scoring speed measured, at most `most` (the split, --eval-chars)."""
+        if not self.seconds:
+            return most
+        fit = int(chars_per_s * self.EVAL_SHARE * self.seconds / self.evaluations)
+        return max(min(self.PROBE_CHARS, most), min(most, fit))
+
+    def extras_due(self, spent: float, elapsed: float) -> bool:
+        """Whether this evaluation may also show a sample and draw loss.png: `spent` of `elapsed` seconds watched."""
+        return not self.seconds or spent <= self.EXTRAS_UNTIL * max(elapsed, 1e-9)
+
+
 class Schedule(Protocol):
     """A learning-rate schedule: the rate for a step, and how an evaluation's verdict changes lr_scale."""
 

@@ -23,12 +23,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .batching import fits
 from .cells import get_cell
 from .config import STREAMS, ModelConfig, Regularisation
+from .heads import cutoffs_for, head_class
 
 # Candidates, smallest first: (layers, hidden).
 LADDER: tuple[tuple[int, int], ...] = ((1, 128), (1, 192), (1, 256), (1, 384), (1, 512), (2, 512), (2, 768), (3, 1024))
@@ -40,6 +41,9 @@ GPU_LADDER: tuple[tuple[int, int], ...] = (*LADDER, (3, 1536), (4, 2048))
 GPU_STREAMS: tuple[int, ...] = (32, 64, 128, 256, 512, 1024)
 STREAMS_ENOUGH = 0.9
 MAX_LR_SCALE = 4.0  # ... at most (1,024 streams would give 5.7; unmeasured so far)
+# --softmax auto takes adaptive softmax when it trains at least this much faster than the full one: its
+# tail clusters see rare characters through a narrower layer, which a small gain in speed would not repay.
+ADAPTIVE_GAIN = 1.2
 
 
 # (passes over the training text at least, regularisation): the last row whose passes the budget
@@ -115,31 +119,40 @@ def regularisation_for(passes: float) -> Regularisation:
     return [r for at_least, r in REGULARISATION_BY_PASSES if passes >= at_least][-1]
 
 
-def count_params(cfg: ModelConfig) -> int:
-    """Parameters of a CharRNN with this config, without building it."""
+def count_params(cfg: ModelConfig, embedding: bool = True) -> int:
+    """Parameters of a CharRNN with this config, without building it (without the embedding table: the ones the
+    CHARS_PER_PARAM rule counts; a character's row is a lookup, trained only where that character is read, and
+    with 6,175 characters it would be most of a small model)."""
     rnn = get_cell(cfg.cell).num_params(cfg.embed, cfg.hidden, cfg.layers)
-    return cfg.vocab_size * cfg.embed + rnn + cfg.hidden * cfg.vocab_size + cfg.vocab_size
+    head = head_class(cfg.softmax).num_params(cfg.hidden, cfg.vocab_size, cfg.cutoffs)
+    return (cfg.vocab_size * cfg.embed if embedding else 0) + rnn + head
 
 
 def measure_chars_per_s(cfg: ModelConfig, batch: int, seq_len: int, device: torch.device, warmup: int = 3,
-                        steps: int = 3) -> float:
+                        steps: int = 3, counts: np.ndarray | None = None) -> float:
     """Training characters per second of a model of this shape: forward, backward and AdamW.
 
     The first steps of a new shape are slow (kernels are chosen, memory is allocated), so they are
     not timed; of the timed steps the fastest counts, as the steady state a long run settles into.
+    The text is drawn at random, by `counts` (V,) where given: an adaptive head's cost depends on how
+    often targets are rare.
     """
     from .model import CharRNN
     from .runtime import synchronize
 
-    model = CharRNN(cfg).to(device).train()
+    model = CharRNN(cfg, counts=counts).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     gen = torch.Generator().manual_seed(0)
-    x = torch.randint(0, cfg.vocab_size, (batch, seq_len + 1), generator=gen).to(device)
+    if counts is None:
+        x = torch.randint(0, cfg.vocab_size, (batch, seq_len + 1), generator=gen)
+    else:
+        weights = torch.from_numpy(np.asarray(counts, dtype=np.float64)) + 1.0
+        x = torch.multinomial(weights, batch * (seq_len + 1), replacement=True, generator=gen).view(batch, -1)
+    x = x.to(device)
     best = float("inf")
     for i in range(warmup + steps):
         t0 = time.perf_counter()
-        logits, _ = model(x[:, :-1])
-        loss = F.cross_entropy(logits.float().flatten(0, 1), x[:, 1:].flatten())
+        loss = model(x[:, :-1], None, x[:, 1:])[0].mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -186,16 +199,40 @@ def _try_rung(base: ModelConfig, layers: int, hidden: int, train_chars: int, bud
               rate_of: Callable[[ModelConfig], tuple[int, float]]) -> tuple[Choice | None, str]:
     """This size as a Choice, or None and why not: too large for the corpus, or too slow for the budget.
     (The smallest rung is kept by the caller whatever it says.)"""
-    cfg = ModelConfig(vocab_size=base.vocab_size, cell=base.cell, layers=layers, hidden=hidden, embed=base.embed)
-    params = count_params(cfg)
-    if params > MAX_PARAMS_PER_CHAR * train_chars and (layers, hidden) != LADDER[0]:
+    cfg = ModelConfig(vocab_size=base.vocab_size, cell=base.cell, layers=layers, hidden=hidden, embed=base.embed,
+                      softmax=base.softmax, cutoffs=base.cutoffs)
+    params, learning = count_params(cfg), count_params(cfg, embedding=False)
+    if learning > MAX_PARAMS_PER_CHAR * train_chars and (layers, hidden) != LADDER[0]:
         return None, f"the corpus ({train_chars:,} training chars) is too small for {layers} x {hidden}"
     streams, rate = rate_of(cfg)
     readable = readable_chars(rate, budget_s)
     passes = readable / max(train_chars, 1)
     choice = Choice(layers, hidden, regularisation_for(passes), params, rate, passes,
-                    f"reads ~{readable / 1e6:.1f}M chars ({readable / params:.0f} per parameter, {passes:.1f} "
-                    f"passes over the training text) at {rate:,.0f} chars/s", streams)
-    if readable < CHARS_PER_PARAM * params and (layers, hidden) != LADDER[0]:
-        return None, f"{layers} x {hidden} would read only {readable / params:.1f} chars per parameter in the budget"
+                    f"reads ~{readable / 1e6:.1f}M chars ({readable / learning:.0f} per parameter outside the embedding, "
+                    f"{passes:.1f} passes over the training text) at {rate:,.0f} chars/s", streams)
+    if readable < CHARS_PER_PARAM * learning and (layers, hidden) != LADDER[0]:
+        return None, f"{layers} x {hidden} would read only {readable / learning:.1f} chars per parameter in the budget"
     return choice, ""
+
+
+def choose_softmax(model: ModelConfig, counts: np.ndarray, measure: Callable[[ModelConfig], float]) -> tuple[ModelConfig, str]:
+    """The model with its softmax settled (auto decided) and, when adaptive, its cutoffs, and a note saying why.
+
+    counts (V,): each id's count in the training text. auto takes adaptive where the vocabulary splits
+    (heads.cutoffs_for) and `measure` (cfg -> training chars/s on this device, at the model's shape or
+    the ladder's first rung) finds it ADAPTIVE_GAIN faster than the full softmax.
+    """
+    cutoffs = cutoffs_for(counts)
+    if model.softmax == "full" or (model.softmax != "adaptive" and not cutoffs):
+        return replace(model, softmax="full", cutoffs=()), ""
+    if not cutoffs:  # adaptive asked for on a vocabulary too small to split: the shortlist takes all but the rarest
+        cutoffs = (max(1, len(counts) - 1),)
+    adaptive = replace(model, softmax="adaptive", cutoffs=cutoffs)
+    if model.softmax == "adaptive":
+        return adaptive, adaptive.describe_softmax()
+    full_rate, adaptive_rate = measure(replace(model, softmax="full", cutoffs=())), measure(adaptive)
+    gain = adaptive_rate / full_rate
+    if gain < ADAPTIVE_GAIN:
+        return replace(model, softmax="full", cutoffs=()), ""
+    return adaptive, (f"{adaptive.describe_softmax()}: trains {gain:.1f}x as fast as the full softmax here "
+                      "(--softmax full to refuse)")

@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from . import checkpoint as ckpt_io
 from . import distributed as dist_
@@ -36,7 +35,7 @@ from .metrics import EvalRecord, Loss, bits
 from .model import CharRNN, State, detach_state, select_state
 from .runs import Run, make_run_dir
 from .runtime import autocast, autocast_dtype
-from .schedule import Budget, Cadence, get_schedule
+from .schedule import Budget, Cadence, Watching, get_schedule
 
 SYNC_EVERY = 10  # steps between host syncs (the training loss; under torchrun, time and stop requests)
 
@@ -57,6 +56,9 @@ class Progress:
     lr_scale: float = 1.0  # the schedule's plateau factor (schedule.Schedule.after_evaluation)
     train_loss: float = math.nan
     stopped: str = ""
+    watch_s: float = 0.0  # of elapsed: evaluations, samples, checkpoints, loss.png (schedule.Watching)
+    val_sample: int = 0  # validation characters each evaluation scores under --time (0: not yet measured)
+    final_val: float = math.nan  # the best weights on the whole validation split (up to --eval-chars), at the end
 
 
 class Reporter:
@@ -146,7 +148,7 @@ class Trainer:
         self.vocab = Vocab(run.record["vocab"])
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)  # the data order's own generator
-        self.model = CharRNN(run.model_config).to(device)
+        self.model = CharRNN(run.model_config, counts=run.counts).to(device)
         if run.init_weights is not None:  # --init: the base's weights, not a fresh initialisation
             self.model.load_state_dict(run.init_weights)
         if world.parallel:
@@ -167,6 +169,9 @@ class Trainer:
                                slice(world.rank * cfg.batch_size, (world.rank + 1) * cfg.batch_size), device)
         self.budget = Budget.of(cfg.steps, cfg.epochs, cfg.time_budget, cfg.patience, self.windows.steps_per_epoch)
         self.cadence = Cadence.of(cfg.eval_every, self.budget, self.windows.steps_per_epoch)
+        self.watching = Watching.of(self.budget, self.cadence)
+        self.best_weights: dict | None = None  # under --time, for the whole split's score at the end
+        self.drawn_at = -1  # the step loss.png was last drawn at
         self.schedule = get_schedule(cfg.schedule, cfg.lr, cfg.warmup, cfg.min_lr_frac)
         self.window_chars = streams * cfg.seq_len
         # The clock every decision reads: under torchrun the slowest rank's, agreed every SYNC_EVERY steps.
@@ -246,8 +251,8 @@ class Trainer:
         for g in self.opt.param_groups:
             g["lr"] = lr
         with autocast(self.device, self.amp_dtype):
-            logits, self.carried = self.fwd(x, self.carried)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+            nll, self.carried = self.fwd(x, self.carried, y)
+        loss = nll.mean()
         self.opt.zero_grad(set_to_none=True)
         params = self.model.parameters()
         if self.scaler is None:
@@ -288,21 +293,37 @@ class Trainer:
 
     # -- evaluation and checkpoints ------------------------------------------------------------
 
-    def validation_loss(self) -> Loss | None:
-        """The loss on the validation split (None without one), each rank scoring its shard."""
+    def validation_loss(self, max_chars: int | None) -> Loss | None:
+        """The loss on up to max_chars of the validation split (None without one), each rank scoring its shard."""
         val = self.run.corpus.val
         if len(val) < 2:
             return None
-        mine = evaluate(self.model, val, self.device, max_chars=self.cfg.eval_chars, shard=(self.world.rank, self.world.size))
+        mine = evaluate(self.model, val, self.device, max_chars=max_chars, shard=(self.world.rank, self.world.size))
         return Loss(*dist_.all_sum(self.world, [mine.nll, mine.count], self.device))
 
-    def evaluate_and_save(self) -> EvalRecord:
-        """Score the validation split, record it, save last.pt (and best.pt when it improved), show a sample."""
+    def val_chars(self) -> int | None:
+        """Validation characters an evaluation scores: --eval-chars, or under --time the fixed sample (schedule.Watching),
+        sized once from the speed of a first, small one (the ranks' mean speed under torchrun)."""
+        whole = min(len(self.run.corpus.val) - 1, self.cfg.eval_chars or len(self.run.corpus.val))
+        if not self.watching.seconds or whole < 1:
+            return self.cfg.eval_chars
+        if not self.prog.val_sample:
+            t0 = time.perf_counter()
+            probe = self.validation_loss(Watching.PROBE_CHARS)
+            rate = probe.count / max(time.perf_counter() - t0, 1e-6)
+            rate = dist_.all_sum(self.world, [rate], self.device)[0] / self.world.size
+            self.prog.val_sample = self.watching.sample_chars(rate, whole)
+        return self.prog.val_sample
+
+    def evaluate_and_save(self, final: bool = False) -> EvalRecord:
+        """Score the validation split (or its fixed sample), record it, save last.pt (and best.pt when it improved),
+        show a sample and draw loss.png (these two while the budget's share for watching allows, and at the end)."""
         t0 = time.perf_counter()
         p = self.prog
+        chars = self.val_chars()
         record = EvalRecord.make(step=p.step, epoch=p.epoch, chars_seen=p.chars_seen, elapsed=p.elapsed,
                                  train_loss=p.train_loss, lr=self.lr(), chars_per_s=self.chars_per_s(),
-                                 val=self.validation_loss(), ema_val=self._averaged_validation_loss())
+                                 val=self.validation_loss(chars), ema_val=self._averaged_validation_loss(chars))
         best = record.best_val_loss
         improved = best is None or best < p.best_val  # without validation, the newest is best
         p.lr_scale = self.schedule.after_evaluation(improved, self.fraction(), p.lr_scale)
@@ -312,25 +333,44 @@ class Trainer:
             p.bad_evals += 1
         self.metrics.append(record.to_dict())
         self._write_metrics(append=record)
-        snapshot = self.payload()
-        if improved and record.ema_is_better:
-            with self.average.swapped_in():  # best.pt holds the averaged weights; last.pt the trained ones
-                self._save("best.pt", dict(snapshot, model=self.model.state_dict(), averaged=True))
-        elif improved:
-            self._save("best.pt", snapshot)
-        self._save("last.pt", snapshot)
-        if self.plot and self.world.main:
-            _draw_loss(self.run.out, self.metrics)
-        sample = self._sample() if self.sample_length and self.world.main else ""
-        p.elapsed += time.perf_counter() - t0
+        self._save_checkpoints(improved, record.ema_is_better)
+        extras = final or self.watching.extras_due(p.watch_s, p.elapsed)
+        if extras:
+            self._draw()
+        sample = self._sample() if extras and self.sample_length and self.world.main else ""
+        self._watched(time.perf_counter() - t0)
         self.rep.evaluation(record, sample)
         return record
 
-    def _averaged_validation_loss(self) -> Loss | None:
+    def _draw(self) -> None:
+        if self.plot and self.world.main:
+            _draw_loss(self.run.out, self.metrics)
+        self.drawn_at = self.prog.step
+
+    def _watched(self, seconds: float) -> None:
+        self.prog.elapsed += seconds
+        self.prog.watch_s += seconds
+
+    def _save_checkpoints(self, improved: bool, averaged_better: bool) -> None:
+        """last.pt; best.pt too when the evaluation improved (the averaged weights when they scored better), whose
+        weights are kept in memory under --time for the whole split's score at the end."""
+        snapshot = self.payload()
+        if improved and averaged_better:
+            with self.average.swapped_in():  # best.pt holds the averaged weights; last.pt the trained ones
+                best = dict(snapshot, model=self.model.state_dict(), averaged=True)
+        else:
+            best = snapshot
+        if improved:
+            self._save("best.pt", best)
+            if self.watching.seconds:
+                self.best_weights = {k: v.detach().clone() for k, v in best["model"].items()}
+        self._save("last.pt", snapshot)
+
+    def _averaged_validation_loss(self, chars: int | None) -> Loss | None:
         if self.average is None:
             return None
         with self.average.swapped_in():
-            return self.validation_loss()
+            return self.validation_loss(chars)
 
     def _sample(self) -> str:
         from .sample import generate_text
@@ -426,15 +466,40 @@ class Trainer:
         p = self.prog
         if self.loss_steps:
             self._reduce_train_loss()
+        completed = p.step > 0 and p.stopped not in StopFlag.SIGNALS.values()
         if not self.metrics or self.metrics[-1]["step"] != p.step:
-            if p.step > 0 and p.stopped not in StopFlag.SIGNALS.values():
-                self.evaluate_and_save()
+            if completed:
+                self.evaluate_and_save(final=True)
             else:
                 self._save("last.pt", self.payload())
+        if completed:
+            self._score_whole_split()
         best_bpc = bits(p.best_val) if math.isfinite(p.best_val) else math.nan
         result = TrainResult(self.run.out, p, best_bpc, self.chars_per_s(), self.metrics)
         self.rep.end({"progress": p, "best_val_bpc": best_bpc, "chars_per_s": self.chars_per_s(), "out": str(self.run.out)})
         return result
+
+    def _score_whole_split(self) -> None:
+        """Under --time, where evaluations scored a sample: the best weights on the whole validation split (up to
+        --eval-chars), Progress.final_val, written into best.pt and last.pt; loss.png drawn if the last one was not."""
+        p, best_path = self.prog, self.run.out / "best.pt"
+        whole = min(len(self.run.corpus.val) - 1, self.cfg.eval_chars or len(self.run.corpus.val))
+        if not p.val_sample or p.val_sample >= whole or not best_path.exists():
+            return
+        t0 = time.perf_counter()
+        weights = self.best_weights or ckpt_io.load_checkpoint(best_path)["model"]  # a resumed run: from disk
+        current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(weights)
+        p.final_val = self.validation_loss(self.cfg.eval_chars).nats
+        self.model.load_state_dict(current)
+        if self.world.main:
+            best = ckpt_io.load_checkpoint(best_path)
+            best["progress"]["final_val"] = p.final_val
+            ckpt_io.save_checkpoint(best, best_path)
+        if self.drawn_at != p.step:  # the last evaluation was over the share: the curve is drawn whole at the end
+            self._draw()
+        self._save("last.pt", self.payload())
+        self._watched(time.perf_counter() - t0)
 
 
 def _draw_loss(out: Path, metrics: list[dict]) -> None:

@@ -153,3 +153,22 @@ def names_run(tmp_path_factory):
     assert r.returncode == 0, r.stderr
     assert r.stdout == ""
     return d
+
+
+def page_steps(folder, ids: list[int]) -> list[list[float]]:
+    """The scores the exported page's own step (export --web's local.js, run by node) gives after each of `ids`, fed
+    one by one from a fresh state; the site is folder/site. Skips the test where node is not installed."""
+    import json
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed (the browser test in test_page.py checks the page itself)")
+    (folder / "steps.js").write_text(
+        "globalThis.window = globalThis; require('./site/model.js'); require('./site/local.js');\n"
+        f"const S = window.charrnnStep, st = S.fresh(), ids = {json.dumps(ids)};\n"
+        "process.stdout.write(JSON.stringify(ids.map((id) => Array.from(S.step(id, st)))));\n", encoding="utf-8")
+    ran = subprocess.run([node, "steps.js"], cwd=folder, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    return json.loads(ran.stdout)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, tiny_config
+from conftest import ROOT, page_steps, tiny_config
 from inprocess import invoke
 
 from charrnn.export.onnx import export_onnx
@@ -137,25 +137,14 @@ process.stdout.write('ROMEO.' + text + '\\n');"""
 
 
 def test_the_web_pages_step_gives_torchs_logits_for_every_cell(exported, tmp_path):
-    import shutil
-
     from charrnn.export.web import export_web
 
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed (the browser test in test_page.py checks the page itself)")
     model, vocab, onnx_path = exported
     export_web(model, vocab, load_model(onnx_path.parent / "best.pt")[2], tmp_path / "site", "t")
     gen = torch.Generator().manual_seed(0)
     ids = [0, *torch.randint(1, len(vocab), (99,), generator=gen).tolist()]
-    (tmp_path / "logits.js").write_text(
-        "globalThis.window = globalThis; require('./site/model.js'); require('./site/local.js');\n"
-        f"const S = window.charrnnStep, st = S.fresh(), ids = {json.dumps(ids)};\n"
-        "process.stdout.write(JSON.stringify(ids.map((id) => Array.from(S.step(id, st)))));\n", encoding="utf-8")
-    ran = subprocess.run([node, "logits.js"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert ran.returncode == 0, ran.stderr
     state, worst = model.init_state(1), 0.0
-    for id_, js in zip(ids, json.loads(ran.stdout), strict=True):
+    for id_, js in zip(ids, page_steps(tmp_path, ids), strict=True):
         logits, state = model.step(torch.tensor([id_]), state)
         worst = max(worst, float(np.abs(np.array(js) - logits[0].numpy()).max()))
     assert worst < 1e-4, f"{model.config.cell}: the page's logits differ from torch's by {worst}"

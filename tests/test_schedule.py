@@ -80,3 +80,17 @@ def test_cadence_by_time_fires_once_per_twelfth_of_the_budget():
     assert not c.due(4, 19.0, since=10.3)  # the evaluation itself took time: the next is at 20 s
     assert c.due(4, 20.0, since=10.3)
     assert c.due(4, 35.0, since=12.0)  # late (a long step): evaluate once, now
+
+
+def test_watching_sizes_one_fixed_sample_to_its_share_of_a_time_budget():
+    from charrnn.schedule import Watching
+
+    w = Watching.of(Budget.of(None, None, 120, 4, 100), Cadence.of(None, Budget.of(None, None, 120, 4, 100), 100))
+    assert w.evaluations == pytest.approx(12)
+    # 12 evaluations scoring at 200k chars/s may take 2% of 120 s together: 0.2 s each, 40k chars.
+    assert w.sample_chars(200_000, 10**6) == 40_000
+    assert w.sample_chars(200_000, 30_000) == 30_000  # never more than the split (or --eval-chars)
+    assert w.sample_chars(1_000, 10**6) == Watching.PROBE_CHARS  # never less than the probe
+    assert w.extras_due(3.0, 100.0) and not w.extras_due(4.0, 100.0)
+    steps = Watching.of(Budget.of(500, None, None, 4, 100), Cadence.of(None, Budget.of(500, None, None, 4, 100), 100))
+    assert steps.sample_chars(1_000, 10**6) == 10**6 and steps.extras_due(99.0, 100.0)  # no budget to share

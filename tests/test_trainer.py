@@ -153,3 +153,21 @@ def test_a_half_precision_carried_state_in_a_checkpoint_resumes_in_fp32(tmp_path
     train([corpus_text[:5000]], {}, tiny_config(steps=8, eval_every=4), tmp_path, resume=True, sample_every_eval=0)
     resumed = torch.load(tmp_path / "last.pt", weights_only=True)
     assert resumed["progress"]["step"] == 8 and all(s.dtype == torch.float32 for s in resumed["state"])
+
+
+def test_a_time_budget_evaluates_a_fixed_sample_and_scores_the_best_on_the_whole_split(tmp_path, corpus_text):
+    from inprocess import invoke
+
+    from charrnn.schedule import Watching
+
+    notes = Notes()
+    res = train([corpus_text], TINY_MODEL, tiny_config(steps=None, time_budget=8.0, eval_every=None, patience=0,
+                                                        val_frac=0.5), tmp_path, reporter=notes, sample_every_eval=0)
+    p = res.progress
+    assert p.val_sample == Watching.PROBE_CHARS  # 2% of 8 s buys less: the smallest sample, under the 20k split
+    assert math.isfinite(p.final_val) and p.final_val != p.best_val
+    assert 0 < p.watch_s < p.elapsed and len(res.metrics) >= 2  # (the 5% share is met in `make bench`: 8 s is tiny)
+    best = torch.load(tmp_path / "best.pt", weights_only=True)["progress"]
+    assert (best["final_val"], best["val_sample"], best["step"]) == (p.final_val, p.val_sample, p.best_step)
+    info = invoke("info", "-c", tmp_path / "best.pt", cwd=tmp_path).stdout
+    assert "whole validation split" in info and f"sample of {p.val_sample:,} chars" in info

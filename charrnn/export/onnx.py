@@ -3,7 +3,8 @@
 The contract (README, "Export"):
     inputs   ids         int64   [batch]                        the characters just read (EOS = 0 starts a document)
              state       float32 [parts x layers, batch, hidden] the carried state (parts: 2 for an LSTM (h, c), else 1)
-    outputs  logits      float32 [batch, vocab]                 the next character's logits
+    outputs  logits      float32 [batch, vocab]                 the next character's logits (with adaptive softmax,
+                                                                its log-probabilities: softmax gives the same distribution)
              next_state  float32 [parts x layers, batch, hidden]
     metadata charrnn.vocab  JSON list of the characters by id, null for EOS at id 0
              charrnn.info   JSON: the shape and a training summary

@@ -42,7 +42,7 @@ def model_script(model: CharRNN, vocab: Vocab, name: str, summary: dict) -> str:
     blob = base64.b64encode(np.concatenate(chunks).astype("<f4").tobytes()).decode()
     c = model.config
     meta = {"name": name, "summary": summary, "vocab": [None, *vocab.chars], "tensors": tensors,
-            "config": {"cell": c.cell, "layers": c.layers, "hidden": c.hidden, "embed": c.embed}}
+            "config": {"cell": c.cell, "layers": c.layers, "hidden": c.hidden, "embed": c.embed, "cutoffs": list(c.cutoffs)}}
     return f"window.CHARRNN_MODEL = {json.dumps(meta, ensure_ascii=False)[:-1]}, \"weights\": \"{blob}\"}};\n"
 
 

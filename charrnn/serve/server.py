@@ -123,7 +123,7 @@ class Service:
         from ..inference import describe
 
         self.path, self.model, self.vocab, self.ckpt, self.cfg = path, model, vocab, ckpt, cfg
-        self.device = model.head.weight.device
+        self.device = model.device
         self.engine = Engine(model, vocab, self.device, cfg.max_batch)
         self.rows = describe(ckpt)
         self.name = run_name(path)  # the model's id in /v1/models

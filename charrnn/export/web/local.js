@@ -47,7 +47,34 @@
       s.h = h;
       x = h;
     }
-    return affine(new Float64Array(V), W["head.weight"], W["head.bias"], x, V, H);
+    return head(x);
+  }
+
+  // The output layer: logits (full softmax), or an adaptive softmax's log-probabilities (charrnn/heads.py): the
+  // shortlist and one entry per tail cluster in the head, each cluster behind its projection, ranks -> ids.
+  const cutoffs = M.config.cutoffs || [];
+  function logSoftmax(v) {
+    let m = -Infinity, z = 0;
+    for (const a of v) m = Math.max(m, a);
+    for (const a of v) z += Math.exp(a - m);
+    const lz = m + Math.log(z);
+    return v.map((a) => a - lz);
+  }
+  function head(x) {
+    if (!cutoffs.length) return affine(new Float64Array(V), W["head.weight"], W["head.bias"], x, V, H);
+    const short = cutoffs[0], bounds = [...cutoffs, V], width = short + cutoffs.length;
+    const top = logSoftmax(affine(new Float64Array(width), W["head.head.weight"], W["head.head.bias"], x, width, H));
+    const byRank = new Float64Array(V);
+    byRank.set(top.subarray(0, short));
+    cutoffs.forEach((lo, i) => {
+      const n = bounds[i + 1] - lo, d = W[`head.tail.${i}.0.weight`].length / H;
+      const z = affine(new Float64Array(d), W[`head.tail.${i}.0.weight`], null, x, d, H);
+      const lp = logSoftmax(affine(new Float64Array(n), W[`head.tail.${i}.1.weight`], W[`head.tail.${i}.1.bias`], z, n, d));
+      for (let k = 0; k < n; k++) byRank[lo + k] = lp[k] + top[short + i];
+    });
+    const rank = W["head.rank"], out = new Float64Array(V);
+    for (let v = 0; v < V; v++) out[v] = byRank[rank[v]];
+    return out;
   }
 
   function fresh() {
