@@ -45,15 +45,20 @@ def train_one(name: str, budget: str, work: Path) -> dict:
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     best = min(metrics, key=lambda r: min(v for v in (r["val_loss"], r.get("ema_val_loss")) if v is not None))
     last = torch.load(out / "last.pt", map_location="cpu", weights_only=True)  # the model and corpus records
-    mc = last["model_config"]
+    mc, prog = last["model_config"], last["progress"]
+    # Under --time the evaluations score a fixed sample; the whole split's score of the best weights comes at the end.
+    whole = prog.get("final_val", float("nan"))
     # The share of the budget: steps, scaled by how much of the budget ran when a run stopped early.
     early = bool(done and done.group(1).startswith("stopped early"))
     ran = min(1.0, wall / parse_duration(budget)) if early else 1.0
-    row = {"corpus": name, "budget": budget, "val_loss": best["val_loss"], "best_step": best["step"],
+    row = {"corpus": name, "budget": budget, "val_loss": whole if whole == whole else best["val_loss"],
+           "sample_val_loss": best["val_loss"], "watch_share": prog.get("watch_s", 0.0) / max(prog["elapsed"], 1e-9),
+           "best_step": best["step"],
            "steps": metrics[-1]["step"], "best_share": best["step"] / metrics[-1]["step"] * ran,
            "stopped": done.group(1) if done else "?", "early": early, "ran_share": ran,
            "chose": " ".join(chose.group(1).split()) if chose else "",
-           "model": f"{mc['layers']} x {mc['hidden']}, {ModelConfig(**mc).regularisation.describe()}", "vocab": mc["vocab_size"],
+           "model": f"{mc['layers']} x {mc['hidden']}, {ModelConfig(**mc).regularisation.describe()}, "
+                    f"{ModelConfig(**mc).describe_softmax()}", "vocab": mc["vocab_size"],
            "train_chars": last["corpus"].get("train_chars"), "chars_read": metrics[-1]["chars_seen"],
            "wall_s": wall, "out": str(out)}
     if "test" in spec:
@@ -73,9 +78,10 @@ def write(path: Path, rows: list[dict], info: dict) -> None:
         "# charrnn quality on corpora nobody tuned for", "",
         f"Machine: {info['machine']['cpu']}, {info['machine']['cores']} cores, torch {info['machine']['torch']}; "
         f"{info['date']}. Every run: `charrnn train FILES FLAGS --time BUDGET` with defaults; validation as "
-        "`train` holds it out (the last 10% of the text, or 10% of whole documents).", "",
-        "| corpus | budget | val nats/char (bpc) | test | model chosen | passes over the text | best at | stopped |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "`train` holds it out (the last 10% of the text, or 10% of whole documents), the best weights scored on all of "
+        "it at the end; watching: the share of the run that evaluations, samples, checkpoints and loss.png took.", "",
+        "| corpus | budget | val nats/char (bpc) | test | model chosen | passes over the text | best at | stopped | watching |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         test = f"{r['test_loss']:.4f}" if "test_loss" in r else ""
@@ -83,7 +89,7 @@ def write(path: Path, rows: list[dict], info: dict) -> None:
         stopped = f"early, at ~{r['ran_share']:.0%}" if r["early"] else r["stopped"]
         lines.append(f"| {r['corpus']} | {r['budget']} | {r['val_loss']:.4f} ({r['val_loss'] / LN2:.3f}) | {test} | "
                      f"{r['model']} (vocab {r['vocab']:,}) | {passes} | step {r['best_step']:,} of {r['steps']:,} "
-                     f"(~{r['best_share']:.0%} of the budget) | {stopped} |")
+                     f"(~{r['best_share']:.0%} of the budget) | {stopped} | {r.get('watch_share', float('nan')):.1%} |")
     lines += ["", "Why each model (the note `train` prints):", ""]
     lines += [f"- {r['corpus']}: {r['chose']}" for r in rows if r.get("chose")]
     lines += ["", "Samples (`charrnn sample --length 300 --temperature 0.8 --seed 1`, `-n 8` for names):", ""]

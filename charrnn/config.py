@@ -70,6 +70,7 @@ class Regularisation:
 # ModelConfig.softmax: heads.HEADS' names (tests/test_heads.py checks), and auto, resolved when a run starts.
 # A saved config without one (None) is the full softmax every checkpoint had before.
 SOFTMAX = ("auto", "full", "adaptive")
+OPTIMIZERS = ("adamw", "muon", "muon-gates")  # optim.OPTIMIZERS' names (tests/test_optim.py checks)
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,12 @@ class TrainConfig:
     min_lr_frac: float = setting(0.05, "The learning rate decays to lr x this by the end of the budget.")
     warmup: int = setting(100, "Steps of linear learning-rate warm-up.")
     schedule: str = setting("cosine", "Learning-rate schedule.", choices=SCHEDULES)
+    optimizer: str = setting("adamw", "adamw; muon: Muon's orthogonalised updates for the recurrent and input matrices "
+                             "(AdamW for the rest); muon-gates: the same, each gate's block on its own.",
+                             choices=OPTIMIZERS)
+    beta1: float = setting(0.9, "AdamW's momentum (beta1).")
+    beta2: float = setting(0.99, "AdamW's second-moment decay (beta2).")
+    ns_steps: int = setting(5, "Muon's Newton-Schulz iterations.")
     weight_decay: float = setting(0.01, "AdamW weight decay on matrices.")
     clip: float = setting(1.0, "Clip the global gradient norm to this.")
     ema: float = setting(0.0, "Also keep an exponential moving average of the weights with this decay per step "

@@ -57,7 +57,7 @@ def describe(ckpt: dict) -> list[tuple[str, str]]:
                    f"{model.regularisation.describe()}, {model.describe_softmax()}"),
         ("parameters", f"{params:,}"),
         ("vocabulary", f"{len(vocab) + 1} symbols (EOS + {len(vocab)} chars): {preview}{'…' if len(vocab) > 80 else ''}"),
-        ("training", f"batch {tc['batch_size']} x seq {tc['seq_len']}, lr {tc['lr']:g}, warm-up {tc['warmup']}, "
+        ("training", f"batch {tc['batch_size']} x seq {tc['seq_len']}{_optimizer(tc)}, lr {tc['lr']:g}, warm-up {tc['warmup']}, "
                      f"weight decay {tc['weight_decay']}, clip {tc['clip']}, seed {tc['seed']}; {budget}; "
                      f"validation: {'whole documents' if tc.get('whole_documents') else 'tail of each document'}"),
         ("progress", f"step {prog['step']:,}, epoch {prog['epoch']}, {prog['chars_seen']:,} chars seen"),
@@ -69,6 +69,14 @@ def describe(ckpt: dict) -> list[tuple[str, str]]:
         *_lineage_rows(ckpt.get("base"), vocab),
         ("format", f"{ckpt['format']} v{ckpt['version']}"),
     ]
+
+
+def _optimizer(tc: dict) -> str:
+    """The optimiser where it is not the default AdamW (0.9/0.99), as ', <what>'; '' for the default."""
+    name, betas = tc.get("optimizer", "adamw"), (tc.get("beta1", 0.9), tc.get("beta2", 0.99))
+    if name == "adamw":
+        return "" if betas == (0.9, 0.99) else f", AdamW betas {betas[0]:g}/{betas[1]:g}"
+    return f", {name} ({tc['ns_steps']} Newton-Schulz steps; AdamW betas {betas[0]:g}/{betas[1]:g} for the rest)"
 
 
 def _best_val(prog: dict, averaged: bool) -> str:

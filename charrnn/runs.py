@@ -125,6 +125,10 @@ def check_options(cfg: TrainConfig, model_cfg: dict, device: torch.device) -> No
         raise UsageError("--seq-len and --batch-size must be at least 1")
     if cfg.lr <= 0 or not math.isfinite(cfg.lr):
         raise UsageError(f"--lr must be a positive number, got {cfg.lr}")
+    if not (0 <= cfg.beta1 < 1 and 0 <= cfg.beta2 < 1):
+        raise UsageError(f"--beta1 and --beta2 must be in [0, 1), got {cfg.beta1:g} and {cfg.beta2:g}")
+    if cfg.ns_steps < 1:
+        raise UsageError(f"--ns-steps must be at least 1, got {cfg.ns_steps}")
     if cfg.patience < 0:
         raise UsageError(f"--patience must be 0 (never stop for lack of improvement) or more, got {cfg.patience}")
     if cfg.val_frac == 0 and not (cfg.steps or cfg.epochs or cfg.time_budget):

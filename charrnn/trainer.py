@@ -33,6 +33,7 @@ from .errors import CharRNNError, UsageError
 from .evaluation import evaluate
 from .metrics import EvalRecord, Loss, bits
 from .model import CharRNN, State, detach_state, select_state
+from .optim import make_optimizer
 from .runs import Run, make_run_dir
 from .runtime import autocast, autocast_dtype
 from .schedule import Budget, Cadence, Watching, get_schedule
@@ -121,19 +122,6 @@ def _set_rng_state(gen: torch.Generator, rng: dict) -> None:
         torch.cuda.set_rng_state_all(rng["cuda"])
 
 
-def _optimizer(model: CharRNN, weight_decay: float, lr: float, device: torch.device) -> torch.optim.AdamW:
-    """AdamW; weight decay on the recurrent and output matrices only (not embeddings, not biases)."""
-    def decays(name: str, p: torch.Tensor) -> bool:
-        return p.dim() >= 2 and not name.startswith("embed")
-
-    named = list(model.named_parameters())
-    groups = [
-        {"params": [p for n, p in named if decays(n, p)], "weight_decay": weight_decay},
-        {"params": [p for n, p in named if not decays(n, p)], "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99), **({"fused": True} if device.type == "cuda" else {}))
-
-
 class Trainer:
     """Trains one Run: the model, its optimizer and loss scaler, the data position and the run's records.
 
@@ -153,7 +141,7 @@ class Trainer:
             self.model.load_state_dict(run.init_weights)
         if world.parallel:
             torch.manual_seed(cfg.seed + 1 + world.rank)  # same initial weights, but each rank its own dropout masks
-        self.opt = _optimizer(self.model, cfg.weight_decay, cfg.lr, device)
+        self.opt = make_optimizer(self.model, cfg, device, self.model.cell.gates)
         self.amp_dtype = autocast_dtype(cfg.precision, device, run.model_config.cell)
         # fp16 needs its loss scaled so small gradients do not flush to zero; bf16 and fp32 do not.
         self.scaler = torch.amp.GradScaler(device.type) if self.amp_dtype == torch.float16 else None
@@ -261,9 +249,12 @@ class Trainer:
             self.opt.step()
         else:
             self.scaler.scale(loss).backward()
-            self.scaler.unscale_(self.opt)  # clip the true gradients, not the scaled ones
+            parts = getattr(self.opt, "parts", [self.opt])  # optim.Combined: the scaler sees each optimiser
+            for part in parts:
+                self.scaler.unscale_(part)  # clip the true gradients, not the scaled ones
             torch.nn.utils.clip_grad_norm_(params, self.cfg.clip)
-            self.scaler.step(self.opt)
+            for part in parts:
+                self.scaler.step(part)
             self.scaler.update()
         if self.average is not None:
             self.average.update()
