@@ -207,21 +207,31 @@ def quality(corpus: Path, budget: str, work: Path) -> dict:
                                    stdout=subprocess.DEVNULL)
     if code != 0:
         raise SystemExit(f"bench: training for {budget} failed with exit {code}")
-    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    best = min(metrics, key=lambda r: r["val_loss"])
-    ck = torch.load(out / "best.pt", map_location="cpu", weights_only=True)
-    tc = ck["train_config"]
-    row = {"budget": budget, "val_loss": best["val_loss"], "val_bpc": best["val_loss"] / LN2, "step": best["step"],
-           "steps": metrics[-1]["step"], "chars_per_s": metrics[-1]["chars_per_s"], "wall_s": wall, "peak_mib": rss,
-           "model": dict(describe(ck))["model"],
-           "params": sum(t.numel() for t in ck["model"].values()),
-           "train": f"batch {tc['batch_size']} x seq {tc['seq_len']}, lr {tc['lr']:g}, warm-up {tc['warmup']}, "
-                    f"cosine to {tc['min_lr_frac']:g} x lr, weight decay {tc['weight_decay']:g}, clip {tc['clip']:g}",
-           "out": str(out)}
+    row = quality_row(out, budget, wall, rss)
     print(f"  quality {budget}: val {row['val_loss']:.4f} nats/char = {row['val_bpc']:.4f} bpc, {row['model']}",
           file=sys.stderr)
     (out / "bench.json").write_text(json.dumps(row))
     return row
+
+
+def quality_row(out: Path, budget: str, wall: float, rss: float) -> dict:
+    """A quality run's figures: the best weights on the whole validation split (the evaluations during a --time run
+    score a fixed sample of it, which chooses them), and the share of the run spent watching."""
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    best = min(metrics, key=lambda r: r["val_loss"])
+    ck = torch.load(out / "best.pt", map_location="cpu", weights_only=True)
+    last = torch.load(out / "last.pt", map_location="cpu", weights_only=True)["progress"]
+    whole = ck["progress"].get("final_val", float("nan"))
+    val = whole if whole == whole else best["val_loss"]
+    tc = ck["train_config"]
+    return {"budget": budget, "val_loss": val, "val_bpc": val / LN2, "sample_val_loss": best["val_loss"],
+            "watch_share": last.get("watch_s", 0.0) / last["elapsed"], "step": best["step"],
+            "steps": metrics[-1]["step"], "chars_per_s": metrics[-1]["chars_per_s"], "wall_s": wall, "peak_mib": rss,
+            "model": dict(describe(ck))["model"],
+            "params": sum(t.numel() for t in ck["model"].values() if t.is_floating_point()),
+            "train": f"batch {tc['batch_size']} x seq {tc['seq_len']}, lr {tc['lr']:g}, warm-up {tc['warmup']}, "
+                     f"cosine to {tc['min_lr_frac']:g} x lr, weight decay {tc['weight_decay']:g}, clip {tc['clip']:g}",
+            "out": str(out)}
 
 
 def quality_or_reuse(corpus: Path, budget: str, work: Path, reuse: bool) -> dict:
@@ -326,14 +336,17 @@ def write_results(path: Path, r: dict) -> None:
         "",
         "## Quality at a time budget (default settings)",
         "",
-        "| command | val nats/char | val bpc | model chosen | steps | train chars/s | peak memory |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "The best weights scored on the whole validation split at the end (the evaluations during the run score a "
+        "fixed sample of it, which chooses them; its figure beside); watching: the share of the run evaluations, "
+        "samples, checkpoints and loss.png took.", "",
+        "| command | val nats/char | val bpc | on the sample | model chosen | steps | train chars/s | watching | peak memory |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in r["quality"]:
         lines.append(f"| `charrnn train {r['corpus_name']} --time {row['budget']}` "
-                     f"| {row['val_loss']:.4f} | {row['val_bpc']:.4f} "
+                     f"| {row['val_loss']:.4f} | {row['val_bpc']:.4f} | {row.get('sample_val_loss', row['val_loss']):.4f} "
                      f"| {row['model']} ({row['params']:,} params) | {row['steps']:,} (best at {row['step']:,}) "
-                     f"| {row['chars_per_s']:,.0f} | {row['peak_mib']:,.0f} MiB |")
+                     f"| {row['chars_per_s']:,.0f} | {row.get('watch_share', math.nan):.1%} | {row['peak_mib']:,.0f} MiB |")
     lines += ["", f"Training settings: {r['quality'][-1]['train']}.", "",
               "## Sampling", "",
               f"Model of the `--time {r['main_budget']}` run, temperature 1, best of 5 seeds, timed inside a fresh process "

@@ -114,6 +114,9 @@ class ModelConfig:
         return asdict(self)
 
 
+# --max-vocab's default: where adaptive softmax trains a 1 x 256 LSTM about as fast as the full softmax did at the
+# old limit of 20,000 (benchmarks/VOCAB.md); more distinct characters usually means binary or mixed-up input.
+MAX_VOCAB = 50_000
 STREAMS = 32  # TrainConfig.batch_size when not given (on a GPU under --time: measured, sizing.streams_for)
 LR = 5e-3  # TrainConfig.lr when not given: swept on tinyshakespeare (README, "How the defaults were chosen")
 FINETUNE_LR = 2e-3  # ... and for a run that starts from a trained model (--init): README, "Start from a trained model"
@@ -151,7 +154,7 @@ class TrainConfig:
     patience: int = setting(4, "Stop after this many evaluations without improvement: without a budget, or early "
                             "in a --time budget, whose rest would only overfit (0: never).")
     val_frac: float = setting(0.1, "Fraction held out from the end of each document for validation.")
-    max_vocab: int = setting(20_000, "Refuse corpora with more distinct characters than this.")
+    max_vocab: int = setting(MAX_VOCAB, "Refuse corpora with more distinct characters than this.")
     # Hold out whole documents (line/document corpora), not each one's tail: follows --lines/--doc-sep.
     whole_documents: bool = False
     eval_every: int | None = setting(None, "Evaluate every N steps. (default: 12 times per budget, else 250)")

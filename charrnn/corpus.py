@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import MAX_VOCAB
 from .data import (
     EOS,
     Vocab,
@@ -97,7 +98,7 @@ def fit_vocab(chars: set[str], vocab: Vocab | None, grow: bool, max_vocab: int) 
 
 
 def corpus_from_docs(docs: list[str], vocab: Vocab | None, val_frac: float, whole: bool, seed: int,
-                     max_vocab: int = 20_000, grow: bool = False) -> Corpus:
+                     max_vocab: int = MAX_VOCAB, grow: bool = False) -> Corpus:
     """A corpus held in memory (standard input, --lines, --doc-sep, library callers); vocab and grow as fit_vocab."""
     vocab = fit_vocab(set().union(*docs), vocab, grow, max_vocab)
     split = split_documents(docs, vocab, val_frac, whole=whole, seed=seed)
@@ -188,7 +189,7 @@ def _stat_key(paths: list[Path]) -> list:
 
 
 def prepare_corpus(paths: list[Path], cache_dir: Path, val_frac: float, encoding: str = "utf-8", errors: str = "strict",
-                   vocab: Vocab | None = None, max_vocab: int = 20_000,
+                   vocab: Vocab | None = None, max_vocab: int = MAX_VOCAB,
                    progress: Callable[[str, int, int], None] | None = None, grow: bool = False) -> Corpus:
     """Encode text files (each a document) into train/val token files under cache_dir (a folder in
     the run directory, made once the input has passed every check), or reuse them.

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import MAX_VOCAB
 from .errors import UsageError
 
 EOS = 0
 EOS_NAME = "<eos>"
-MAX_VOCAB = 20_000  # default cap on distinct characters: see check_vocab_size
 
 
 class Vocab:
@@ -85,7 +85,8 @@ def check_vocab_size(vocab: Vocab, limit: int = MAX_VOCAB) -> None:
     if len(vocab.chars) > limit:
         raise UsageError(
             f"the corpus has {len(vocab.chars):,} distinct characters, more than --max-vocab {limit:,}: each one costs a row "
-            "of the output layer, and so many usually means binary or mixed-up input; check the files, or raise --max-vocab"
+            "of the embedding and the output layer, and so many usually means binary or mixed-up input; check the files, "
+            "or raise --max-vocab"
         )
 
 

@@ -98,12 +98,10 @@ class AdaptiveHead(nn.Module):
         cluster = torch.searchsorted(self.starts, r, right=True) - 1  # -1: in the shortlist
         in_head = torch.where(cluster < 0, r, self.shortlist + cluster)
         nll = -F.log_softmax(self.head(h).float(), -1).gather(1, in_head[:, None])[:, 0]
-        for i, tail in enumerate(self.tail):
-            rows = (cluster == i).nonzero()[:, 0]
-            if rows.numel():
-                lp = F.log_softmax(tail(h.index_select(0, rows)).float(), -1)
-                nll = nll.index_add(0, rows, lp.gather(1, (r.index_select(0, rows) - self.bounds[i])[:, None])[:, 0],
-                                    alpha=-1)
+        for i, tail in enumerate(self.tail):  # a cluster without targets still runs (on no rows): under DDP every
+            rows = (cluster == i).nonzero()[:, 0]  # parameter must take part in every step
+            lp = F.log_softmax(tail(h.index_select(0, rows)).float(), -1)
+            nll = nll.index_add(0, rows, lp.gather(1, (r.index_select(0, rows) - self.bounds[i])[:, None])[:, 0], alpha=-1)
         return nll.masked_fill(y == IGNORE, 0.0)
 
     @staticmethod

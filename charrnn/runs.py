@@ -241,7 +241,7 @@ def new_model_config(given: dict, vocab_size: int, train_chars: int, cfg: TrainC
         with autocast(device, autocast_dtype(cfg.precision, device, model.cell)):
             # One process's speed: under torchrun the size (and its regularisation) is chosen as for one.
             pick = sizing.choose_model(model, train_chars, cfg.time_budget, cfg.batch_size, cfg.seq_len, device,
-                                       streams=streams)
+                                       streams=streams, measure=_timer(cfg, device, counts if model.cutoffs else None))
         cfg = _with_streams(cfg, pick.streams, (asked or {}).get("lr", True))
         rep.message(f"--time {cfg.time_budget:g}s: chose {pick.layers} x {pick.hidden} ({pick.params:,} parameters)"
                     + (f" with {cfg.batch_size} streams a step, lr {cfg.lr:.3g}" if streams else "")
@@ -271,7 +271,7 @@ def settled_softmax(model: ModelConfig, counts: Callable[[], np.ndarray] | None,
 
     def measure(candidate: ModelConfig) -> float:
         shaped = replace(candidate, layers=layers, hidden=hidden)
-        return sizing.measure_chars_per_s(shaped, cfg.batch_size, cfg.seq_len, device, counts=found)
+        return sizing.measure_chars_per_s(shaped, cfg.batch_size, cfg.seq_len, device, counts=found, train=cfg)
 
     with autocast(device, autocast_dtype(cfg.precision, device, model.cell)):
         model, note = sizing.choose_softmax(model, found, measure)
@@ -297,6 +297,16 @@ def _with_streams(cfg: TrainConfig, streams: int, lr_given: bool) -> TrainConfig
     return replace(cfg, batch_size=streams, lr=cfg.lr if lr_given else sizing.scaled_lr(cfg.lr, streams))
 
 
+def _timer(cfg: TrainConfig, device: torch.device, counts: Callable[[], np.ndarray] | None
+           ) -> Callable[[ModelConfig, int], float]:
+    """(model, streams) -> training chars/s measured on `device` with this run's optimiser, the text drawn by the
+    training text's counts where given (an adaptive head's cost depends on them)."""
+    from . import sizing
+
+    found = counts() if counts is not None else None
+    return lambda model, streams: sizing.measure_chars_per_s(model, streams, cfg.seq_len, device, counts=found, train=cfg)
+
+
 def _regularised(model: ModelConfig, reg: Regularisation) -> ModelConfig:
     return replace(model, dropout=reg.dropout, weight_drop=reg.weight_drop)
 
@@ -315,7 +325,7 @@ def budget_passes(model: ModelConfig, train_chars: int, cfg: TrainConfig, device
         counts.append(cfg.steps * per_step / max(train_chars, 1))
     if not counts and cfg.time_budget:
         with autocast(device, autocast_dtype(cfg.precision, device, model.cell)):
-            rate = sizing.measure_chars_per_s(model, cfg.batch_size, cfg.seq_len, device) * processes
+            rate = _timer(cfg, device, None)(model, cfg.batch_size) * processes
         counts.append(sizing.readable_chars(rate, cfg.time_budget) / max(train_chars, 1))
     return min(counts) if counts else None
 

@@ -28,7 +28,7 @@ import torch
 
 from .batching import fits
 from .cells import get_cell
-from .config import STREAMS, ModelConfig, Regularisation
+from .config import STREAMS, ModelConfig, Regularisation, TrainConfig
 from .heads import cutoffs_for, head_class
 
 # Candidates, smallest first: (layers, hidden).
@@ -129,8 +129,9 @@ def count_params(cfg: ModelConfig, embedding: bool = True) -> int:
 
 
 def measure_chars_per_s(cfg: ModelConfig, batch: int, seq_len: int, device: torch.device, warmup: int = 3,
-                        steps: int = 3, counts: np.ndarray | None = None) -> float:
-    """Training characters per second of a model of this shape: forward, backward and AdamW.
+                        steps: int = 3, counts: np.ndarray | None = None, train: TrainConfig | None = None) -> float:
+    """Training characters per second of a model of this shape: forward, backward and the optimiser `train` names
+    (--optimizer; AdamW without it).
 
     The first steps of a new shape are slow (kernels are chosen, memory is allocated), so they are
     not timed; of the timed steps the fastest counts, as the steady state a long run settles into.
@@ -138,10 +139,11 @@ def measure_chars_per_s(cfg: ModelConfig, batch: int, seq_len: int, device: torc
     often targets are rare.
     """
     from .model import CharRNN
+    from .optim import make_optimizer
     from .runtime import synchronize
 
     model = CharRNN(cfg, counts=counts).to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    opt = make_optimizer(model, replace(train or TrainConfig(), lr=1e-4), device, model.cell.gates)
     gen = torch.Generator().manual_seed(0)
     if counts is None:
         x = torch.randint(0, cfg.vocab_size, (batch, seq_len + 1), generator=gen)

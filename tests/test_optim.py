@@ -20,6 +20,7 @@ def test_muon_on_a_whole_matrix_steps_as_torchs_muon():
     ours, theirs = torch.nn.Parameter(torch.randn(64, 24)), torch.nn.Parameter(torch.randn(64, 24))
     theirs.data.copy_(ours.data)
     a = Muon([ours], lr=0.01, weight_decay=0.1, blocks=1, ns_steps=5)
+    a.dtype = torch.bfloat16  # as torch's, even where this CPU's bf16 is emulated and ours would take fp32
     b = torch.optim.Muon([theirs], lr=0.01, weight_decay=0.1, adjust_lr_fn="match_rms_adamw")
     for _ in range(3):
         g = torch.randn(64, 24)
@@ -27,6 +28,13 @@ def test_muon_on_a_whole_matrix_steps_as_torchs_muon():
         a.step()
         b.step()
     assert torch.allclose(ours, theirs, atol=1e-6)
+
+
+def test_muon_takes_fp32_where_bf16_kernels_are_missing(monkeypatch):
+    import charrnn.runtime
+
+    monkeypatch.setattr(charrnn.runtime, "kernel_problem", lambda device, dtype, cell="lstm": "no bf16 here")
+    assert Muon([torch.nn.Parameter(torch.zeros(4, 4))], lr=0.1, weight_decay=0.0).dtype == torch.float32
 
 
 def test_per_gate_blocks_are_each_orthogonalised():

@@ -234,7 +234,7 @@ def test_a_gpu_chooses_its_streams_by_measurement_and_reaches_higher_rungs():
 def test_a_time_budget_on_a_gpu_sets_streams_and_learning_rate_unless_given(monkeypatch, device, asked, streams):
     from charrnn.runs import new_model_config
 
-    monkeypatch.setattr(sizing, "measure_chars_per_s", lambda cfg, b, seq, dev: saturating(1e13)(cfg, b))
+    monkeypatch.setattr(sizing, "measure_chars_per_s", lambda cfg, b, seq, dev, **kw: saturating(1e13)(cfg, b))
     cfg = tiny_config(steps=None, time_budget=600, batch_size=32, seq_len=64, lr=5e-3, device=device)
     notes = Notes()
     mc, chosen = new_model_config({}, 65, 10**9, cfg, torch.device(device), notes, asked=asked)
