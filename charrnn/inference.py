@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_checkpoint
+from .config import OLD_TRAIN_DEFAULTS
 from .data import Vocab
 from .errors import UsageError
 from .metrics import bits
@@ -73,7 +74,7 @@ def describe(ckpt: dict) -> list[tuple[str, str]]:
 
 def _optimizer(tc: dict) -> str:
     """The optimiser where it is not the default AdamW (0.9/0.99), as ', <what>'; '' for the default."""
-    name, betas = tc.get("optimizer", "adamw"), (tc.get("beta1", 0.9), tc.get("beta2", 0.99))
+    name, betas = tc.get("optimizer", "adamw"), (tc.get("beta1", OLD_TRAIN_DEFAULTS["beta1"]), tc.get("beta2", 0.99))
     if name == "adamw":
         return "" if betas == (0.9, 0.99) else f", AdamW betas {betas[0]:g}/{betas[1]:g}"
     return f", {name} ({tc['ns_steps']} Newton-Schulz steps; AdamW betas {betas[0]:g}/{betas[1]:g} for the rest)"

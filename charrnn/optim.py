@@ -96,7 +96,8 @@ class Combined:
 
 
 def _adamw(groups: list[dict], cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+    beta1 = 0.9 if cfg.beta1 is None else cfg.beta1  # None: not yet settled (runs.set_up), as when sizing times steps
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(beta1, cfg.beta2),
                              **({"fused": True} if device.type == "cuda" else {}))
 
 

@@ -20,7 +20,7 @@ import torch
 from . import checkpoint as ckpt_io
 from . import distributed as dist_
 from .batching import fit_batch_shape
-from .config import FINETUNE_LR, LR, STREAMS, ModelConfig, Regularisation, TrainConfig
+from .config import FINETUNE_LR, LR, OLD_TRAIN_DEFAULTS, STREAMS, ModelConfig, Regularisation, TrainConfig
 from .corpus import Corpus, TextFiles, corpus_from_docs, prepare_corpus
 from .data import Vocab
 from .distributed import World
@@ -125,7 +125,7 @@ def check_options(cfg: TrainConfig, model_cfg: dict, device: torch.device) -> No
         raise UsageError("--seq-len and --batch-size must be at least 1")
     if cfg.lr <= 0 or not math.isfinite(cfg.lr):
         raise UsageError(f"--lr must be a positive number, got {cfg.lr}")
-    if not (0 <= cfg.beta1 < 1 and 0 <= cfg.beta2 < 1):
+    if not (0 <= (cfg.beta1 or 0) < 1 and 0 <= cfg.beta2 < 1):
         raise UsageError(f"--beta1 and --beta2 must be in [0, 1), got {cfg.beta1:g} and {cfg.beta2:g}")
     if cfg.ns_steps < 1:
         raise UsageError(f"--ns-steps must be at least 1, got {cfg.ns_steps}")
@@ -155,7 +155,7 @@ def resumed_config(prev: dict, cfg: TrainConfig, rep=None) -> TrainConfig:
     """The run's own settings stand; only how long to go on, how often to evaluate, where, and (when
     given) in what precision may change. Without a new budget, the run's own budget (say --time 10m)
     is finished; without --precision, the run's own precision (say fp32 on a GPU, where auto means fp16)."""
-    own = TrainConfig(**prev["train_config"])
+    own = TrainConfig(**{**OLD_TRAIN_DEFAULTS, **prev["train_config"]})
     changes = {"device": cfg.device, "patience": cfg.patience, "compile": cfg.compile}
     if cfg.precision is not None:
         changes["precision"] = cfg.precision
@@ -223,7 +223,8 @@ def new_model_config(given: dict, vocab_size: int, train_chars: int, cfg: TrainC
     given (and the learning rate scaled to them unless --lr was: sizing.scaled_lr). With any other budget and
     neither --dropout nor --weight-drop, both follow the passes over the training text that the budget buys
     (sizing.regularisation_for); without a budget they are ModelConfig's defaults. Either one given sets the
-    other to its default: they are chosen together. The output layer (--softmax) is settled first
+    other to its default: they are chosen together. AdamW's beta1, unless given, follows the passes too
+    (sizing.momentum_for). The output layer (--softmax) is settled first
     (settled_softmax; `counts` gives each id's count in the training text), so sizing counts its real cost.
     """
     from . import sizing
@@ -246,10 +247,13 @@ def new_model_config(given: dict, vocab_size: int, train_chars: int, cfg: TrainC
         rep.message(f"--time {cfg.time_budget:g}s: chose {pick.layers} x {pick.hidden} ({pick.params:,} parameters)"
                     + (f" with {cfg.batch_size} streams a step, lr {cfg.lr:.3g}" if streams else "")
                     + f": {pick.reason}. Give --layers/--hidden/--dropout/--weight-drop to choose yourself")
+        cfg = _momentum(cfg, pick.passes, rep)
         sized = replace(model, layers=pick.layers, hidden=pick.hidden)
         return (sized if chosen_by_hand else _regularised(sized, pick.regularisation)), cfg
-    passes = None if chosen_by_hand else budget_passes(model, train_chars, cfg, device, processes)
-    if passes is None:
+    wanted = not chosen_by_hand or cfg.beta1 is None
+    passes = budget_passes(model, train_chars, cfg, device, processes) if wanted else None
+    cfg = _momentum(cfg, passes, rep)
+    if passes is None or chosen_by_hand:
         return model, cfg
     reg = sizing.regularisation_for(passes)
     rep.message(f"{reg.describe()}: the budget reads the training text ~{passes:.1f} times "
@@ -286,6 +290,18 @@ def id_counts(split: Corpus, chunk: int = 1 << 24) -> np.ndarray:
     for at in range(0, len(split.train), chunk):
         total += np.bincount(split.train[at : at + chunk], minlength=len(split.vocab))
     return total
+
+
+def _momentum(cfg: TrainConfig, passes: float | None, rep) -> TrainConfig:
+    """cfg with AdamW's beta1 set by the passes over the training text (sizing.momentum_for) unless --beta1 was given."""
+    from . import sizing
+
+    if cfg.beta1 is not None:
+        return cfg
+    beta1 = sizing.momentum_for(passes)
+    if passes is not None:
+        rep.message(f"AdamW beta1 {beta1:g}: the budget reads the training text ~{passes:.1f} times (give --beta1 to choose)")
+    return replace(cfg, beta1=beta1)
 
 
 def _with_streams(cfg: TrainConfig, streams: int, lr_given: bool) -> TrainConfig:

@@ -63,6 +63,10 @@ REGULARISATION_BY_PASSES: tuple[tuple[float, Regularisation], ...] = (
 # at 10 minutes in bf16, ~30 passes: 1 x 512 1.4477, 2 x 256 with dropout 0.3 1.4656; at 2
 # minutes, 4.5 passes: 2 x 256 1.5554 where 1 x 384 had 1.5413), hence not a rung of its own.
 # 2 x 384 was tried too: on tinyshakespeare at 10 minutes it did worse than 1 x 512 (1.4486, 1.4421).
+# (passes at least, AdamW's beta1): the last row the budget reaches. Momentum-free Adam (as Melis et al. 2018
+# train char-level LSTMs) won by 0.045 nats on tinyshakespeare (~5 passes) and 0.063 on prose (0.5) at 2
+# minutes, and lost by 0.005 (test 0.008) on names (~29 passes, dropout 0.2): benchmarks/OPTIMISER.md. Without a budget the passes are unknown: 0.9, as before.
+MOMENTUM_BY_PASSES: tuple[tuple[float, float], ...] = ((0, 0.0), (20, 0.9))
 DEEP_SMALL = (2, 256)
 MAX_PASSES_ONE_LAYER = 40.0
 CHARS_PER_PARAM = 5.0  # characters the budget must let a model read per parameter
@@ -117,6 +121,13 @@ def readable_chars(chars_per_s: float, budget_s: float) -> float:
 def regularisation_for(passes: float) -> Regularisation:
     """For a model that will read its training text `passes` times (REGULARISATION_BY_PASSES)."""
     return [r for at_least, r in REGULARISATION_BY_PASSES if passes >= at_least][-1]
+
+
+def momentum_for(passes: float | None) -> float:
+    """AdamW's beta1 for a model that will read its training text `passes` times (MOMENTUM_BY_PASSES)."""
+    if passes is None:
+        return 0.9
+    return [b for at_least, b in MOMENTUM_BY_PASSES if passes >= at_least][-1]
 
 
 def count_params(cfg: ModelConfig, embedding: bool = True) -> int:
