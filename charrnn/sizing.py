@@ -65,7 +65,8 @@ REGULARISATION_BY_PASSES: tuple[tuple[float, Regularisation], ...] = (
 # 2 x 384 was tried too: on tinyshakespeare at 10 minutes it did worse than 1 x 512 (1.4486, 1.4421).
 # (passes at least, AdamW's beta1): the last row the budget reaches. Momentum-free Adam (as Melis et al. 2018
 # train char-level LSTMs) won by 0.045 nats on tinyshakespeare (~5 passes) and 0.063 on prose (0.5) at 2
-# minutes, and lost by 0.005 (test 0.008) on names (~29 passes, dropout 0.2): benchmarks/OPTIMISER.md. Without a budget the passes are unknown: 0.9, as before.
+# minutes, and lost by 0.005 (test 0.008) on names (~29 passes, dropout 0.2): benchmarks/OPTIMISER.md.
+# Without a budget the passes are unknown: 0.9, as before.
 MOMENTUM_BY_PASSES: tuple[tuple[float, float], ...] = ((0, 0.0), (20, 0.9))
 DEEP_SMALL = (2, 256)
 MAX_PASSES_ONE_LAYER = 40.0
