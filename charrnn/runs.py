@@ -126,7 +126,8 @@ def check_options(cfg: TrainConfig, model_cfg: dict, device: torch.device) -> No
     if cfg.lr <= 0 or not math.isfinite(cfg.lr):
         raise UsageError(f"--lr must be a positive number, got {cfg.lr}")
     if not (0 <= (cfg.beta1 or 0) < 1 and 0 <= cfg.beta2 < 1):
-        raise UsageError(f"--beta1 and --beta2 must be in [0, 1), got {cfg.beta1:g} and {cfg.beta2:g}")
+        beta1 = "by budget" if cfg.beta1 is None else f"{cfg.beta1:g}"
+        raise UsageError(f"--beta1 and --beta2 must be in [0, 1), got {beta1} and {cfg.beta2:g}")
     if cfg.ns_steps < 1:
         raise UsageError(f"--ns-steps must be at least 1, got {cfg.ns_steps}")
     if cfg.patience < 0:
@@ -272,10 +273,10 @@ def settled_softmax(model: ModelConfig, counts: Callable[[], np.ndarray] | None,
         return replace(model, softmax="full")
     found = counts() if counts is not None else np.ones(model.vocab_size, dtype=np.int64)
     layers, hidden = sizing.LADDER[0] if sized else (model.layers, model.hidden)
+    timer = _timer(cfg, device, lambda: found)
 
     def measure(candidate: ModelConfig) -> float:
-        shaped = replace(candidate, layers=layers, hidden=hidden)
-        return sizing.measure_chars_per_s(shaped, cfg.batch_size, cfg.seq_len, device, counts=found, train=cfg)
+        return timer(replace(candidate, layers=layers, hidden=hidden), cfg.batch_size)
 
     with autocast(device, autocast_dtype(cfg.precision, device, model.cell)):
         model, note = sizing.choose_softmax(model, found, measure)

@@ -292,10 +292,15 @@ class Trainer:
         mine = evaluate(self.model, val, self.device, max_chars=max_chars, shard=(self.world.rank, self.world.size))
         return Loss(*dist_.all_sum(self.world, [mine.nll, mine.count], self.device))
 
+    def whole_val_chars(self) -> int:
+        """Validation characters a whole-split evaluation scores: all of them, up to --eval-chars."""
+        val = len(self.run.corpus.val)
+        return min(val - 1, self.cfg.eval_chars or val)
+
     def val_chars(self) -> int | None:
         """Validation characters an evaluation scores: --eval-chars, or under --time the fixed sample (schedule.Watching),
         sized once from the speed of a first, small one (the ranks' mean speed under torchrun)."""
-        whole = min(len(self.run.corpus.val) - 1, self.cfg.eval_chars or len(self.run.corpus.val))
+        whole = self.whole_val_chars()
         if not self.watching.seconds or whole < 1:
             return self.cfg.eval_chars
         if not self.prog.val_sample:
@@ -474,8 +479,7 @@ class Trainer:
         """Under --time, where evaluations scored a sample: the best weights on the whole validation split (up to
         --eval-chars), Progress.final_val, written into best.pt and last.pt; loss.png drawn if the last one was not."""
         p, best_path = self.prog, self.run.out / "best.pt"
-        whole = min(len(self.run.corpus.val) - 1, self.cfg.eval_chars or len(self.run.corpus.val))
-        if not p.val_sample or p.val_sample >= whole or not best_path.exists():
+        if not p.val_sample or p.val_sample >= self.whole_val_chars() or not best_path.exists():
             return
         t0 = time.perf_counter()
         weights = self.best_weights or ckpt_io.load_checkpoint(best_path)["model"]  # a resumed run: from disk

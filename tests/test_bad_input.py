@@ -33,6 +33,7 @@ BAD = [
     ({"t.txt": b"abc " * 50}, ["train", "t.txt", "--precision", "fp16", "--device", "cpu"], "fp16 needs a CUDA GPU"),
     ({"t.txt": b"abc " * 50}, ["train", "t.txt", "--optimizer", "sgd"], "--optimizer 'sgd' is not known"),
     ({"t.txt": b"abc " * 50}, ["train", "t.txt", "--beta1", "1"], "--beta1 and --beta2 must be in [0, 1)"),
+    ({"t.txt": b"abc " * 50}, ["train", "t.txt", "--beta2", "1"], "--beta1 and --beta2 must be in [0, 1)"),
     ({"t.txt": b"abc " * 50}, ["train", "t.txt", "--ns-steps", "0"], "--ns-steps must be at least 1"),
     ({"t.txt": b"abc " * 50}, ["train", "t.txt", "--softmax", "tree"], "--softmax 'tree' is not known"),
     ({}, ["sample", "-c", "none.pt"], "no such checkpoint"),
