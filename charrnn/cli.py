@@ -57,9 +57,9 @@ def train(
     from .distributed import from_env, shutdown
     from .progress import RichReporter
     from .render import stderr_console
+    from .run_state import Reporter
     from .runtime import set_threads
     from .train import train as run_train
-    from .trainer import Reporter
 
     data, sources = documents_or_files(paths, lines, doc_sep, encoding, errors)
     # Only the model flags given: on resume they are checked against the checkpoint; in a new run

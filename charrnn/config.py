@@ -141,7 +141,7 @@ class TrainConfig:
                              "(AdamW for the rest); muon-gates: the same, each gate's block on its own.",
                              choices=OPTIMIZERS)
     beta1: float | None = setting(None, "AdamW's momentum (beta1). (default: by the passes over the training text the "
-                                  "budget buys: 0 under 20, else 0.9, and 0.9 without a budget)")
+                                  "budget buys: 0 under 25, else 0.9, and 0.9 without a budget)")
     beta2: float = setting(0.99, "AdamW's second-moment decay (beta2).")
     ns_steps: int = setting(5, "Muon's Newton-Schulz iterations.")
     weight_decay: float = setting(0.01, "AdamW weight decay on matrices.")

@@ -17,8 +17,8 @@ from rich.progress import (
 )
 
 from .metrics import EvalRecord, bits
-from .trainer import Progress as TrainProgress
-from .trainer import Reporter
+from .run_state import Progress as TrainProgress
+from .run_state import Reporter
 
 
 def fmt_count(n: float) -> str:

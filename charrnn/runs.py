@@ -222,9 +222,10 @@ def new_model_config(given: dict, vocab_size: int, train_chars: int, cfg: TrainC
     regularisation, unless given) is the one sizing.choose_model finds the budget can train well on
     this device; on a GPU, with the streams per step it measured best unless `asked` says --batch-size was
     given (and the learning rate scaled to them unless --lr was: sizing.scaled_lr). With any other budget and
-    neither --dropout nor --weight-drop, both follow the passes over the training text that the budget buys
-    (sizing.regularisation_for); without a budget they are ModelConfig's defaults. Either one given sets the
-    other to its default: they are chosen together. AdamW's beta1, unless given, follows the passes too
+    neither --dropout nor --weight-drop, both follow the passes over the training text that the budget buys,
+    weighed by the model's parameters per training character (sizing.memorisation, sizing.regularisation_for);
+    without a budget they are ModelConfig's defaults. Either one given sets the other to its default: they are
+    chosen together. AdamW's beta1, unless given, follows the passes too
     (sizing.momentum_for). The output layer (--softmax) is settled first
     (settled_softmax; `counts` gives each id's count in the training text), so sizing counts its real cost.
     """
@@ -256,9 +257,10 @@ def new_model_config(given: dict, vocab_size: int, train_chars: int, cfg: TrainC
     cfg = _momentum(cfg, passes, rep)
     if passes is None or chosen_by_hand:
         return model, cfg
-    reg = sizing.regularisation_for(passes)
-    rep.message(f"{reg.describe()}: the budget reads the training text ~{passes:.1f} times "
-                "(give --dropout or --weight-drop to choose)")
+    per_char = sizing.count_params(model, embedding=False) / max(train_chars, 1)
+    reg = sizing.regularisation_for(passes * per_char)
+    rep.message(f"{reg.describe()}: the budget reads the training text ~{passes:.1f} times with {per_char:.2g} "
+                "parameters per character (give --dropout or --weight-drop to choose)")
     return _regularised(model, reg), cfg
 
 

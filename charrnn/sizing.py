@@ -9,7 +9,9 @@ network much larger than its text only memorises it.
 How many times the budget lets the chosen model read the training text (its passes) decides
 its regularisation: none where it sees most characters once, more dropout as it sees the same
 text again and again, and weight drop on the recurrent matrices where it reads it most often
-(REGULARISATION_BY_PASSES, calibrated on names, tinyshakespeare, prose, code and Chinese).
+(REGULARISATION_BY_MEMORISATION: the passes weighed by the parameters per training character, since a model
+that can hold more of its text overfits it in fewer passes; calibrated on names, tinyshakespeare, prose, code
+and Chinese, and on names at a third of the speed).
 
 The speed of each candidate is measured, not guessed: a few real training steps on the device, so
 the same budget buys a larger model on a GPU than on a laptop. A GPU also chooses how many streams a
@@ -46,30 +48,38 @@ MAX_LR_SCALE = 4.0  # ... at most (1,024 streams would give 5.7; unmeasured so f
 ADAPTIVE_GAIN = 1.2
 
 
-# (passes over the training text at least, regularisation): the last row whose passes the budget
-# reaches. Dropout costs where the text is read ~13 times (tinyshakespeare at 10 minutes: 0.2
-# 1.4585, 0.1 1.4421) and pays at ~50 (names at 5 minutes, 2 x 256: 0.1 overfits by a sixth of
-# the budget). There, weight drop 0.3 with dropout 0.3 beat dropout 0.4 alone on makemore's test
-# names by 0.013 with two seeds (1.8688 and 1.8771 against 1.8821 and 1.8899); 0.2 + 0.4, 0.4 +
-# 0.2 and 0.5 + 0.3 did less well (README, "Round 2").
-REGULARISATION_BY_PASSES: tuple[tuple[float, Regularisation], ...] = (
-    (0, Regularisation(0.0)), (1, Regularisation(0.1)), (20, Regularisation(0.2)), (30, Regularisation(0.3)),
-    (45, Regularisation(0.3, weight_drop=0.3)),
+# (memorisation at least, regularisation): the last row a model's memorisation reaches. Memorisation is the
+# passes over the training text times the model's parameters (outside the embedding) per training character:
+# reading a text again and again overfits it, and the sooner the more of it the model can hold. Passes alone
+# could not tell names read ~20 times by 1 x 384 (3.5 parameters per character: overfits with dropout 0.2,
+# best validation at half the budget) from tinyshakespeare read ~26 times by 1 x 512 (1.2 per character:
+# dropout 0.1 still best). Measured: dropout costs at 18 (tinyshakespeare at 10 minutes, 1 x 512, ~14.6
+# passes: 0.2 1.4585, 0.1 1.4421); at ~85 (names at a third of the calibration machine's speed, 2 x 256)
+# dropout 0.3 with weight drop 0.3 gave test 1.8857 where 1 x 384 had 1.8941 with them and 1.9123 with 0.2;
+# at 200-320 (names at full speed, 2 x 256) weight drop 0.3 with dropout 0.3 beat dropout 0.4 alone on
+# makemore's test names by 0.013 with two seeds (1.8688 and 1.8771 against 1.8821 and 1.8899); 0.2 + 0.4,
+# 0.4 + 0.2 and 0.5 + 0.3 did less well (README, "Round 2"). Prose at 3 minutes (0.05) trains best without.
+REGULARISATION_BY_MEMORISATION: tuple[tuple[float, Regularisation], ...] = (
+    (0, Regularisation(0.0)), (0.1, Regularisation(0.1)), (35, Regularisation(0.2)), (50, Regularisation(0.3)),
+    (70, Regularisation(0.3, weight_drop=0.3)),
 )
-# A single layer takes dropout only at its input and output; past this many passes it overfits
-# whatever the dropout (names.txt at 5 minutes, ~55 passes: 1 x 384 peaked at half the budget
-# with dropout 0.4, 2 x 256 did better), so a one-layer choice that would read the text more
-# often than this gives way to DEEP_SMALL, when that fits. Below it one layer wins (tinyshakespeare
-# at 10 minutes in bf16, ~30 passes: 1 x 512 1.4477, 2 x 256 with dropout 0.3 1.4656; at 2
-# minutes, 4.5 passes: 2 x 256 1.5554 where 1 x 384 had 1.5413), hence not a rung of its own.
-# 2 x 384 was tried too: on tinyshakespeare at 10 minutes it did worse than 1 x 512 (1.4486, 1.4421).
+# A single layer takes dropout only at its input and output; past this memorisation it overfits whatever
+# the dropout (names at 5 minutes: 1 x 384 at ~190 peaked at half the budget with dropout 0.4, 2 x 256 did
+# better; at ~85, on a machine a third as fast, 1 x 384 with dropout and weight drop 0.3 lost to 2 x 256
+# with them by 0.008), so a one-layer choice past it gives way to DEEP_SMALL when that fits, even reading
+# only DEEP_MIN_CHARS_PER_PARAM characters per parameter (2 x 256 read 4.5 there and still won). Below it
+# one layer wins (tinyshakespeare at 10 minutes in bf16, 1 x 512 at ~32: 1.4477, 2 x 256 with dropout
+# 0.3: 1.4656; at 2 minutes, 4.5 passes: 2 x 256 1.5554 where 1 x 384 had 1.5413), hence not a rung of
+# its own. 2 x 384 was tried too: on tinyshakespeare at 10 minutes it did worse than 1 x 512 (1.4486, 1.4421).
 # (passes at least, AdamW's beta1): the last row the budget reaches. Momentum-free Adam (as Melis et al. 2018
 # train char-level LSTMs) won by 0.045 nats on tinyshakespeare (~5 passes) and 0.063 on prose (0.5) at 2
-# minutes, and lost by 0.005 (test 0.008) on names (~29 passes, dropout 0.2): benchmarks/OPTIMISER.md.
-# Without a budget the passes are unknown: 0.9, as before.
-MOMENTUM_BY_PASSES: tuple[tuple[float, float], ...] = ((0, 0.0), (20, 0.9))
+# minutes, and lost by 0.005 (test 0.008) on names (~29 passes, dropout 0.2): benchmarks/OPTIMISER.md. On names
+# at ~20 passes (2 x 256, a machine a third as fast) it won by 0.012 on the test names (1.8857 against 1.8979),
+# so the row sits between the two, at 25. Without a budget the passes are unknown: 0.9, as before.
+MOMENTUM_BY_PASSES: tuple[tuple[float, float], ...] = ((0, 0.0), (25, 0.9))
 DEEP_SMALL = (2, 256)
-MAX_PASSES_ONE_LAYER = 40.0
+MAX_MEMORISATION_ONE_LAYER = 60.0
+DEEP_MIN_CHARS_PER_PARAM = 2.5
 CHARS_PER_PARAM = 5.0  # characters the budget must let a model read per parameter
 MAX_PARAMS_PER_CHAR = 5.0  # no more parameters than this many per training character
 USABLE = 0.9  # share of the budget spent in training steps (evaluations and checkpoints take the rest)
@@ -83,6 +93,7 @@ class Choice:
     params: int
     chars_per_s: float  # measured for the chosen size
     passes: float  # how many times the budget lets it read the training text
+    memorisation: float  # passes x parameters (outside the embedding) per training character (memorisation())
     reason: str
     streams: int = STREAMS  # per step: the batch it was measured with (chosen on a GPU)
 
@@ -119,9 +130,15 @@ def readable_chars(chars_per_s: float, budget_s: float) -> float:
     return chars_per_s * budget_s * USABLE
 
 
-def regularisation_for(passes: float) -> Regularisation:
-    """For a model that will read its training text `passes` times (REGULARISATION_BY_PASSES)."""
-    return [r for at_least, r in REGULARISATION_BY_PASSES if passes >= at_least][-1]
+def memorisation(passes: float, learning_params: int, train_chars: int) -> float:
+    """How hard a budget lets a model learn its text by heart: the passes over the training text times the
+    parameters outside the embedding (count_params(..., embedding=False)) per training character."""
+    return passes * learning_params / max(train_chars, 1)
+
+
+def regularisation_for(memorised: float) -> Regularisation:
+    """For a model whose budget gives it this memorisation (REGULARISATION_BY_MEMORISATION)."""
+    return [r for at_least, r in REGULARISATION_BY_MEMORISATION if memorised >= at_least][-1]
 
 
 def momentum_for(passes: float | None) -> float:
@@ -181,7 +198,7 @@ def choose_model(base: ModelConfig, train_chars: int, budget_s: float, batch: in
                  streams: tuple[int, ...] | None = None) -> Choice:
     """The largest rung of the device's ladder (ladder_for) that the budget lets read CHARS_PER_PARAM chars per
     parameter and the corpus can feed, with the regularisation its passes over the training text call for;
-    DEEP_SMALL instead of a single layer that would read the text more than MAX_PASSES_ONE_LAYER times.
+    DEEP_SMALL instead of a single layer whose memorisation would pass MAX_MEMORISATION_ONE_LAYER.
 
     base supplies cell, embed and vocab_size. `measure` (cfg, streams -> chars/s) defaults to timing real
     steps on `device`; rungs are tried smallest first and timing stops at the first too slow or
@@ -201,18 +218,21 @@ def choose_model(base: ModelConfig, train_chars: int, budget_s: float, batch: in
             break
         chosen = fit
     assert chosen is not None
-    if chosen.layers == 1 and chosen.passes > MAX_PASSES_ONE_LAYER:
-        deep, _ = _try_rung(base, *DEEP_SMALL, train_chars, budget_s, rate_of)
+    if chosen.layers == 1 and chosen.memorisation > MAX_MEMORISATION_ONE_LAYER:
+        deep, _ = _try_rung(base, *DEEP_SMALL, train_chars, budget_s, rate_of, enough=DEEP_MIN_CHARS_PER_PARAM)
         if deep is not None:
-            why = f"{chosen.layers} x {chosen.hidden} would read the text {chosen.passes:.0f} times: too often for one layer"
+            why = (f"{chosen.layers} x {chosen.hidden} would read the text {chosen.passes:.0f} times with "
+                   f"{chosen.memorisation / chosen.passes:.1f} parameters per character: too often for one layer")
             chosen = deep
-    return replace(chosen, reason=f"{chosen.reason}; {why}; {chosen.regularisation.describe()} for {chosen.passes:.1f} passes")
+    return replace(chosen, reason=f"{chosen.reason}; {why}; {chosen.regularisation.describe()} for {chosen.passes:.1f} "
+                                  f"passes (memorisation {chosen.memorisation:.0f})")
 
 
 def _try_rung(base: ModelConfig, layers: int, hidden: int, train_chars: int, budget_s: float,
-              rate_of: Callable[[ModelConfig], tuple[int, float]]) -> tuple[Choice | None, str]:
-    """This size as a Choice, or None and why not: too large for the corpus, or too slow for the budget.
-    (The smallest rung is kept by the caller whatever it says.)"""
+              rate_of: Callable[[ModelConfig], tuple[int, float]], enough: float = CHARS_PER_PARAM
+              ) -> tuple[Choice | None, str]:
+    """This size as a Choice, or None and why not: too large for the corpus, or too slow for the budget to let it
+    read `enough` characters per parameter. (The smallest rung is kept by the caller whatever it says.)"""
     cfg = ModelConfig(vocab_size=base.vocab_size, cell=base.cell, layers=layers, hidden=hidden, embed=base.embed,
                       softmax=base.softmax, cutoffs=base.cutoffs)
     params, learning = count_params(cfg), count_params(cfg, embedding=False)
@@ -221,10 +241,11 @@ def _try_rung(base: ModelConfig, layers: int, hidden: int, train_chars: int, bud
     streams, rate = rate_of(cfg)
     readable = readable_chars(rate, budget_s)
     passes = readable / max(train_chars, 1)
-    choice = Choice(layers, hidden, regularisation_for(passes), params, rate, passes,
+    memorised = memorisation(passes, learning, train_chars)
+    choice = Choice(layers, hidden, regularisation_for(memorised), params, rate, passes, memorised,
                     f"reads ~{readable / 1e6:.1f}M chars ({readable / learning:.0f} per parameter outside the embedding, "
                     f"{passes:.1f} passes over the training text) at {rate:,.0f} chars/s", streams)
-    if readable < CHARS_PER_PARAM * learning and (layers, hidden) != LADDER[0]:
+    if readable < enough * learning and (layers, hidden) != LADDER[0]:
         return None, f"{layers} x {hidden} would read only {readable / learning:.1f} chars per parameter in the budget"
     return choice, ""
 

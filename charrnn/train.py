@@ -13,8 +13,9 @@ from pathlib import Path
 from .config import TrainConfig
 from .corpus import TextFiles
 from .distributed import SOLO, World
+from .run_state import Reporter, TrainResult
 from .runs import set_up
-from .trainer import Reporter, Trainer, TrainResult
+from .trainer import Trainer
 
 
 def train(docs: list[str] | TextFiles, model_cfg: dict, cfg: TrainConfig, out_dir: str | Path, *,

@@ -13,13 +13,9 @@ the streams restart at an epoch boundary.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
-import signal
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict
 
 import torch
 
@@ -34,92 +30,12 @@ from .evaluation import evaluate
 from .metrics import EvalRecord, Loss, bits
 from .model import CharRNN, State, detach_state, select_state
 from .optim import make_optimizer
+from .run_state import Progress, Reporter, RunFiles, StopFlag, TrainResult, rng_state, set_rng_state
 from .runs import Run, make_run_dir
 from .runtime import autocast, autocast_dtype
 from .schedule import Budget, Cadence, Watching, get_schedule
 
 SYNC_EVERY = 10  # steps between host syncs (the training loss; under torchrun, time and stop requests)
-
-
-@dataclass
-class Progress:
-    """Where a run stands; saved in every checkpoint so --resume continues exactly."""
-
-    step: int = 0
-    epoch: int = 0
-    window: int = 0  # next window of the current epoch
-    offset: int = 0  # where the streams start in this epoch
-    chars_seen: int = 0
-    elapsed: float = 0.0  # seconds of training so far, over all sessions
-    best_val: float = math.inf
-    best_step: int = 0
-    bad_evals: int = 0
-    lr_scale: float = 1.0  # the schedule's plateau factor (schedule.Schedule.after_evaluation)
-    train_loss: float = math.nan
-    stopped: str = ""
-    watch_s: float = 0.0  # of elapsed: evaluations, samples, checkpoints, loss.png (schedule.Watching)
-    val_sample: int = 0  # validation characters each evaluation scores under --time (0: not yet measured)
-    final_val: float = math.nan  # the best weights on the whole validation split (up to --eval-chars), at the end
-
-
-class Reporter:
-    """Receives progress events; the CLI draws them, tests and library users may ignore them."""
-
-    def start(self, info: dict) -> None: ...
-    def step(self, progress: Progress, fraction: float | None, train_loss: float, chars_per_s: float, lr: float) -> None: ...
-    def evaluation(self, record: EvalRecord, sample: str) -> None: ...
-    def message(self, text: str) -> None: ...
-    def reading(self, stage: str, done_bytes: int, total_bytes: int) -> None: ...
-    def end(self, summary: dict) -> None: ...
-    def close(self) -> None: ...
-
-
-@dataclass
-class TrainResult:
-    out_dir: Path
-    progress: Progress
-    best_val_bpc: float
-    chars_per_s: float
-    metrics: list[dict] = field(default_factory=list)
-
-
-class StopFlag:
-    """Ctrl-C (SIGINT) or SIGTERM asks the loop to stop after the current step; a second one interrupts at once."""
-
-    SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
-
-    def __init__(self):
-        self.requested = ""
-        self._old: dict = {}
-
-    def __enter__(self):
-        for sig in self.SIGNALS:
-            with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = self.SIGNALS[signum]
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
-def _rng_state(gen: torch.Generator) -> dict:
-    out = {"data": gen.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        out["cuda"] = torch.cuda.get_rng_state_all()
-    return out
-
-
-def _set_rng_state(gen: torch.Generator, rng: dict) -> None:
-    gen.set_state(rng["data"])
-    torch.set_rng_state(rng["torch"])
-    if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
 
 
 class Trainer:
@@ -148,6 +64,7 @@ class Trainer:
         self.fwd = self._forward_module()
         self.average = WeightAverage(self.model, cfg.ema) if cfg.ema else None
         self.prog = Progress(elapsed=run.sizing_seconds)
+        self.files = RunFiles(run.out, world.main)
         self.metrics: list[dict] = []
         self.carried: State | None = None
         if run.prev is not None:
@@ -194,7 +111,7 @@ class Trainer:
         if saved_world != world.size:
             raise UsageError(f"--resume: the run was trained by {saved_world} process(es); resume it with as many "
                              f"(torchrun --nproc_per_node={saved_world}), since each owns its streams' state")
-        _set_rng_state(self.gen, prev.get("rng_ranks", [prev["rng"]])[world.rank])
+        set_rng_state(self.gen, prev.get("rng_ranks", [prev["rng"]])[world.rank])
         saved = prev.get("state")
         if saved:
             self.carried = self.model.cell.pack([s.to(self.device, torch.float32) for s in saved])  # older runs saved half
@@ -328,7 +245,7 @@ class Trainer:
         else:
             p.bad_evals += 1
         self.metrics.append(record.to_dict())
-        self._write_metrics(append=record)
+        self.files.write_metrics(self.metrics, append=record)
         self._save_checkpoints(improved, record.ema_is_better)
         extras = final or self.watching.extras_due(p.watch_s, p.elapsed)
         if extras:
@@ -339,8 +256,8 @@ class Trainer:
         return record
 
     def _draw(self) -> None:
-        if self.plot and self.world.main:
-            _draw_loss(self.run.out, self.metrics)
+        if self.plot:
+            self.files.draw(self.metrics)
         self.drawn_at = self.prog.step
 
     def _watched(self, seconds: float) -> None:
@@ -357,10 +274,10 @@ class Trainer:
         else:
             best = snapshot
         if improved:
-            self._save("best.pt", best)
+            self.files.save("best.pt", best)
             if self.watching.seconds:
                 self.best_weights = {k: v.detach().clone() for k, v in best["model"].items()}
-        self._save("last.pt", snapshot)
+        self.files.save("last.pt", snapshot)
 
     def _averaged_validation_loss(self, chars: int | None) -> Loss | None:
         if self.average is None:
@@ -376,7 +293,7 @@ class Trainer:
 
     def payload(self) -> dict:
         """The checkpoint; a collective under torchrun (every rank's RNG and carried state go into it)."""
-        rngs = dist_.gather(self.world, _rng_state(self.gen))
+        rngs = dist_.gather(self.world, rng_state(self.gen))
         # Under autocast the carried state is half precision; checkpoints hold it in fp32, which any precision resumes.
         carried = None if self.carried is None else [s.detach().float().cpu() for s in self.model.cell.unpack(self.carried)]
         states = dist_.gather(self.world, carried)
@@ -385,22 +302,6 @@ class Trainer:
                     progress=asdict(self.prog), metrics=self.metrics, rng=rngs[0], rng_ranks=rngs, world=self.world.size,
                     state=state, scaler=self.scaler.state_dict() if self.scaler is not None else None,
                     ema=self.average.state_dict() if self.average is not None else None)
-
-    def _save(self, name: str, snapshot: dict) -> None:
-        if self.world.main:
-            ckpt_io.save_checkpoint(snapshot, self.run.out / name)
-
-    def _write_metrics(self, append: EvalRecord | None = None) -> None:
-        """metrics.jsonl: rewritten from the checkpoint's records at the start (a crash may have left lines
-        past last.pt), then one line appended per evaluation."""
-        if not self.world.main:
-            return
-        path = self.run.out / "metrics.jsonl"
-        if append is None:
-            path.write_text("".join(json.dumps(r) + "\n" for r in self.metrics))
-        else:
-            with open(path, "a") as f:
-                f.write(json.dumps(append.to_dict()) + "\n")
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -417,7 +318,7 @@ class Trainer:
         })
         if self.world.main:
             make_run_dir(run.out)
-            self._write_metrics()
+            self.files.write_metrics(self.metrics)
 
     def fit(self) -> TrainResult:
         """Train until the budget is spent, patience runs out, or a signal asks to stop; then record the end."""
@@ -467,7 +368,7 @@ class Trainer:
             if completed:
                 self.evaluate_and_save(final=True)
             else:
-                self._save("last.pt", self.payload())
+                self.files.save("last.pt", self.payload())
         if completed:
             self._score_whole_split()
         best_bpc = bits(p.best_val) if math.isfinite(p.best_val) else math.nan
@@ -493,13 +394,5 @@ class Trainer:
             ckpt_io.save_checkpoint(best, best_path)
         if self.drawn_at != p.step:  # the last evaluation was over the share: the curve is drawn whole at the end
             self._draw()
-        self._save("last.pt", self.payload())
+        self.files.save("last.pt", self.payload())
         self._watched(time.perf_counter() - t0)
-
-
-def _draw_loss(out: Path, metrics: list[dict]) -> None:
-    """loss.png beside the checkpoints; quietly nothing when matplotlib is missing or the image cannot be written."""
-    from .plot import write_png
-
-    with contextlib.suppress(UsageError):
-        write_png([(out.name, [EvalRecord.from_dict(m) for m in metrics])], out / "loss.png")

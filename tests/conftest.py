@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 
 from charrnn.config import TrainConfig
+from charrnn.run_state import Reporter
 from charrnn.train import train
-from charrnn.trainer import Reporter
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAKESPEARE = ROOT / "corpora" / "shakespeare.txt"

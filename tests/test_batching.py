@@ -5,7 +5,7 @@ import torch
 
 from charrnn.batching import Windows, epoch_layout, epoch_windows, fit_batch_shape
 from charrnn.config import TrainConfig
-from charrnn.trainer import Progress
+from charrnn.run_state import Progress
 
 
 def test_tbptt_windows_are_contiguous_per_stream():

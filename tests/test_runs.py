@@ -33,7 +33,9 @@ def test_without_dropout_the_passes_the_budget_buys_set_the_regularisation(steps
     cfg, notes = tiny_config(steps=steps, epochs=epochs), Notes()  # 8 x 32 = 256 chars a step
     mc, _ = new_model_config({"layers": 1, "hidden": 32}, 30, 5000, cfg, torch.device("cpu"), notes)
     passes = min(p for p in ((steps or 1e9) * 256 / 5000, epochs or 1e9))
-    assert mc.regularisation == sizing.regularisation_for(passes) and f"~{passes:.1f} times" in notes.notes[0]
+    memorised = sizing.memorisation(passes, sizing.count_params(mc, embedding=False), 5000)
+    assert mc.regularisation == sizing.regularisation_for(memorised) and f"~{passes:.1f} times" in notes.notes[-1]
+    assert "parameters per character" in notes.notes[-1]
 
 
 @pytest.mark.parametrize("given", [{"dropout": 0.05}, {"weight_drop": 0.2}, {"dropout": 0.05, "weight_drop": 0.2}])
@@ -55,7 +57,7 @@ def test_a_time_budget_with_a_given_size_times_it_for_the_dropout():
     mc, _ = new_model_config({"layers": 1, "hidden": 32}, 30, 1000, tiny_config(steps=None, time_budget=60),
                           torch.device("cpu"), notes)
     # 1,000 chars read for a minute: the most regularisation there is.
-    assert mc.hidden == 32 and mc.regularisation == sizing.REGULARISATION_BY_PASSES[-1][1]
+    assert mc.hidden == 32 and mc.regularisation == sizing.REGULARISATION_BY_MEMORISATION[-1][1]
     assert "weight drop" in notes.notes[-1]
 
 

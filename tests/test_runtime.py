@@ -132,18 +132,30 @@ def test_longer_budgets_buy_larger_models():
     assert "chars per parameter" in picks[1].reason
 
 
-def test_regularisation_grows_with_the_passes_the_budget_buys_over_the_corpus():
-    most = sizing.REGULARISATION_BY_PASSES[-1][1]
-    assert sizing.regularisation_for(0.3) == Regularisation(0.0) and sizing.regularisation_for(100) == most
-    regs = [sizing.regularisation_for(p) for p in (0.5, 1, 3, 10, 20, 50, 500)]
+def test_regularisation_grows_with_the_passes_the_budget_buys_weighed_by_the_parameters_per_character():
+    rows = sizing.REGULARISATION_BY_MEMORISATION
+    assert sizing.regularisation_for(0.01) == Regularisation(0.0) and sizing.regularisation_for(1000) == rows[-1][1]
+    regs = [sizing.regularisation_for(m) for m in (0.05, 0.5, 5, 20, 40, 60, 100, 1000)]
     assert [r.dropout + r.weight_drop for r in regs] == sorted(r.dropout + r.weight_drop for r in regs)
     assert regs[0].dropout < regs[-1].dropout and regs[0].weight_drop < regs[-1].weight_drop
+    assert sizing.memorisation(20, 700_000, 200_000) == 70.0
     base = ModelConfig(vocab_size=65)
     big = sizing.choose_model(base, 10**8, 600, 32, 64, CPU, measure=fake_rates(1e11))
     small = sizing.choose_model(base, 10**5, 600, 32, 64, CPU, measure=fake_rates(1e11))
     assert small.passes > big.passes and small.regularisation.dropout > big.regularisation.dropout
-    assert small.regularisation == sizing.regularisation_for(small.passes)
-    assert small.regularisation.describe() in small.reason
+    learning = sizing.count_params(ModelConfig(vocab_size=65, layers=small.layers, hidden=small.hidden), embedding=False)
+    assert small.memorisation == pytest.approx(small.passes * learning / 10**5)
+    assert small.regularisation == sizing.regularisation_for(small.memorisation)
+    assert small.regularisation.describe() in small.reason and "memorisation" in small.reason
+
+
+def test_the_same_passes_call_for_more_regularisation_when_the_model_holds_more_per_character():
+    # tinyshakespeare read ~26 times by 1 x 512 (1.2 parameters per character) keeps dropout 0.1; names read ~20
+    # times by 2 x 256 (4.3 per character) overfits without dropout 0.3 and weight drop 0.3 (sizing's comments).
+    ts = sizing.count_params(ModelConfig(vocab_size=66, layers=1, hidden=512), embedding=False) / 1_003_854
+    names = sizing.count_params(ModelConfig(vocab_size=28, layers=2, hidden=256), embedding=False) / 198_889
+    assert sizing.regularisation_for(26 * ts) == Regularisation(0.1)
+    assert sizing.regularisation_for(20 * names) == Regularisation(0.3, weight_drop=0.3)
 
 
 def test_a_budget_that_reads_a_small_corpus_many_times_takes_two_layers():
@@ -151,10 +163,27 @@ def test_a_budget_that_reads_a_small_corpus_many_times_takes_two_layers():
     many = sizing.choose_model(base, 200_000, 600, 32, 64, CPU, measure=fake_rates(1e11))
     assert (many.layers, many.hidden) == sizing.DEEP_SMALL and many.passes > 20
     assert "too often for one layer" in many.reason
-    assert many.regularisation == sizing.regularisation_for(many.passes) == sizing.REGULARISATION_BY_PASSES[-1][1]
+    assert many.regularisation == sizing.regularisation_for(many.memorisation) == sizing.REGULARISATION_BY_MEMORISATION[-1][1]
     assert "weight drop" in many.reason
     few = sizing.choose_model(base, 10**9, 600, 32, 64, CPU, measure=fake_rates(1e11))
     assert (few.layers, few.hidden) == (1, 512) and few.regularisation == Regularisation(0.0)
+
+
+def test_on_a_slower_machine_two_layers_are_taken_even_short_of_their_characters_per_parameter():
+    # names (199k training chars) at 5 minutes on a machine a third as fast as the calibration one: one layer would
+    # overfit (memorisation past the limit), and 2 x 256 reads fewer than CHARS_PER_PARAM characters per parameter.
+    base, chars, budget = ModelConfig(vocab_size=28), 198_889, 300
+    deep = sizing.count_params(ModelConfig(vocab_size=28, layers=2, hidden=256), embedding=False)
+    per_s = 4.0 * deep / (budget * sizing.USABLE)  # 2 x 256 would read 4 characters per parameter
+
+    def rate(cfg, streams=32):  # the one-layer rungs as fast as 2 x 256 is, per parameter
+        return per_s * deep / sizing.count_params(cfg, embedding=False)
+
+    pick = sizing.choose_model(base, chars, budget, 32, 64, CPU, measure=rate)
+    assert (pick.layers, pick.hidden) == sizing.DEEP_SMALL and "too often for one layer" in pick.reason
+    assert sizing.DEEP_MIN_CHARS_PER_PARAM < pick.chars_per_s * budget * sizing.USABLE / deep < sizing.CHARS_PER_PARAM
+    slower = sizing.choose_model(base, chars, budget, 32, 64, CPU, measure=lambda c, s=32: rate(c) / 2)
+    assert slower.layers == 1  # 2 x 256 would read 2 per parameter: under-trained, so one layer stays
 
 
 def test_a_faster_device_buys_a_larger_model_and_a_small_corpus_caps_it():
@@ -175,7 +204,7 @@ def test_a_time_budget_without_a_size_measures_and_chooses_one(tmp_path, corpus_
     ckpt = torch.load(tmp_path / "best.pt", weights_only=True)
     mc = ckpt["model_config"]
     assert (mc["layers"], mc["hidden"]) in (*sizing.LADDER, sizing.DEEP_SMALL)
-    assert Regularisation(mc["dropout"], mc["weight_drop"]) in dict(sizing.REGULARISATION_BY_PASSES).values()
+    assert Regularisation(mc["dropout"], mc["weight_drop"]) in dict(sizing.REGULARISATION_BY_MEMORISATION).values()
     assert mc["embed"] == 16
     assert any("chose" in n and f"{mc['layers']} x {mc['hidden']}" in n for n in notes.notes)
     assert 0 < result.progress.elapsed < 3 + 5  # choosing counts against the budget
