@@ -48,6 +48,9 @@ def train(
     sample_length: int = typer.Option(200, help="Characters of the sample shown at each evaluation (0: none)."),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Write loss.png in the run directory at each "
                               "evaluation (when matplotlib is installed)."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also write the curves and samples as TensorBoard "
+                                     "event files into the run directory's tb/ (needs the tensorboard package; view "
+                                     "with tensorboard --logdir checkpoints/)."),
     quiet: bool = opt.quiet_option("Only the final summary on stderr."),
     cfg: TrainConfig = None,
     given: dict = None,
@@ -55,12 +58,13 @@ def train(
     """Learn a corpus: train a model on it. Writes best.pt, last.pt and metrics.jsonl into the run directory."""
     from .corpus import documents_or_files
     from .distributed import from_env, shutdown
-    from .progress import RichReporter
+    from .progress import terminal_reporter
     from .render import stderr_console
     from .run_state import Reporter
     from .runtime import set_threads
     from .train import train as run_train
 
+    reporter = terminal_reporter(quiet, tensorboard)  # every rank: a missing tensorboard is refused before reading
     data, sources = documents_or_files(paths, lines, doc_sep, encoding, errors)
     # Only the model flags given: on resume they are checked against the checkpoint; in a new run
     # the rest are defaults, except that --time picks layers and hidden when neither is given.
@@ -71,7 +75,7 @@ def train(
     finished = False
     try:
         result = run_train(data, given, cfg, out_dir, sources=sources, resume=resume, force=force,
-                           reporter=RichReporter(stderr_console(), quiet=quiet) if world.main else Reporter(),
+                           reporter=reporter if world.main else Reporter(),
                            sample_every_eval=sample_length, doc_mode={"lines": lines, "doc_sep": doc_sep}, world=world,
                            plot=plot, init=init)
         finished = True
@@ -109,26 +113,30 @@ def sample(
 ):
     """Write new text: stream samples from a trained model to stdout."""
     from . import render
+    from .beam import beam_search, check_beam_flags
     from .dynamic import adapted_to_prime
     from .inference import open_model
     from .sample import check_prime, complete_samples, generate, read_prime, resolve_seed, sample_filter
 
     cfg.validate()
+    check_beam_flags(cfg, novel=novel, color=color)
     prime = read_prime(prime, prime_file)
     path, model, vocab, ckpt = open_model(checkpoint, device, threads, quiet)
     prime = check_prime(vocab, prime, skip_unknown)
     cfg = replace(cfg, seed=resolve_seed(cfg.seed))
     if adapt:
         model = adapted_to_prime(model, vocab, prime, dyn)
+    if cfg.beam:
+        render.note(f"beam search with {cfg.beam} beam(s) from {path}", quiet)
+        return render.write_beams(beam_search(model, vocab, prime, cfg, model.device), prime, cfg.beam, json_out, sys.stdout)
     render.note(f"sampling from {path}, seed {cfg.seed}", quiet)
-    dev = model.device
     if not (unique or novel or json_out):
         colour = color and sys.stdout.isatty()
-        events = generate(model, vocab, prime, cfg, dev, with_prob=colour)
+        events = generate(model, vocab, prime, cfg, model.device, with_prob=colour)
         render.write_samples(render.painted(events) if colour else events, prime, cfg.num_samples, sys.stdout)
         return
     accept = sample_filter(ckpt, path, novel, unique)  # whole samples, kept or dropped
-    made = render.write_whole_samples(complete_samples(model, vocab, prime, cfg, dev, accept), prime, cfg.seed, json_out,
+    made = render.write_whole_samples(complete_samples(model, vocab, prime, cfg, model.device, accept), prime, cfg.seed, json_out,
                                       sys.stdout)
     render.note(f"only {made} of {cfg.num_samples} samples were new; the model mostly repeats its corpus",
                 quiet or made == cfg.num_samples)
@@ -153,10 +161,9 @@ def eval_cmd(
     """Score text files: nats/char, bits/char and perplexity. Each file, then all of them together."""
     from . import render
     from .data import read_inputs
-    from .dynamic import check, dynamic_evaluate
-    from .evaluation import evaluate, files_as_streams
+    from .dynamic import check
+    from .evaluation import evaluate_files, files_as_streams
     from .inference import open_model
-    from .metrics import Loss
 
     if dynamic:
         check(dyn)  # before anything is printed
@@ -165,14 +172,8 @@ def eval_cmd(
         lines, doc_sep = bool(ckpt["corpus"].get("lines")), ckpt["corpus"].get("doc_sep")
     streams = files_as_streams(read_inputs(files, encoding, errors), vocab, bool(lines), doc_sep)
     render.eval_header(json_out, dynamic)
-    total, total_dyn = Loss(), Loss()
-    for name, ids in streams:
-        loss = evaluate(model, ids, model.device)
-        dyn_loss = dynamic_evaluate(model, ids, dyn) if dynamic else None
-        total, total_dyn = total + loss, total_dyn + (dyn_loss or Loss())
+    for name, loss, dyn_loss in evaluate_files(model, streams, dyn if dynamic else None):
         render.eval_row(name, loss, json_out, dyn_loss)
-    if len(streams) > 1:
-        render.eval_row("(all)", total, json_out, total_dyn if dynamic else None)
 
 
 @app.command()

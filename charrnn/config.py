@@ -194,6 +194,9 @@ class SampleConfig:
     keep_stop: bool = setting(False, "With --stop: end the output with the stop text instead of just before it.",
                               flags=("--keep-stop",))
     seed: int | None = setting(None, "Random seed (reported on stderr when not given).")
+    beam: int | None = setting(None, "Beam search with K beams: the likeliest continuation they find (never less likely "
+                               "than greedy's), not a random one; with -n the n likeliest, distinct (n <= K). "
+                               "--json adds each one's log-probability.", flags=("--beam",))
 
     def problems(self) -> list[tuple[str, str]]:
         """(field, what is wrong with its value) for each setting out of range: the CLI names the
@@ -211,7 +214,20 @@ class SampleConfig:
             found.append(("top_p", f"must be in (0, 1], got {self.top_p}"))
         if any(not s for s in self.stop):
             found.append(("stop", "must not be empty: give the text that ends a sample (a blank line is \\n\\n)"))
+        if self.beam is not None:
+            found += self._beam_problems()
         return found
+
+    def _beam_problems(self) -> list[tuple[str, str]]:
+        if self.beam < 1:
+            return [("beam", f"must be at least 1, got {self.beam}")]
+        if self.greedy or self.top_k is not None or self.top_p is not None or self.temperature != 1.0:
+            return [("beam", "finds the likeliest continuations: temperature, top-k, top-p and greedy do not apply; "
+                             "leave them out")]
+        if self.num_samples > self.beam:
+            return [("num_samples", f"must be at most the beam width ({self.beam}) with beam search: {self.beam} beams "
+                                    f"keep {self.beam} continuations")]
+        return []
 
     def validate(self) -> None:
         for name, problem in self.problems():

@@ -106,3 +106,19 @@ def files_as_streams(texts: list[tuple[str, str]], vocab: Vocab, lines: bool,
                              "it can only score text made of its vocabulary")
         out.append((name, document_stream(docs, vocab)))
     return out
+
+
+def evaluate_files(model: CharRNN, streams: list[tuple[str, np.ndarray]], dyn=None):
+    """(name, loss, loss under dynamic evaluation or None) for each (name, ids) of `streams` (files_as_streams), then
+    ("(all)", ...) for them together when there are several. dyn: a config.DynamicConfig to also evaluate dynamically."""
+    from .dynamic import dynamic_evaluate
+
+    total, total_dyn = Loss(), Loss()
+    for name, ids in streams:
+        loss = evaluate(model, ids, model.device)
+        dyn_loss = dynamic_evaluate(model, ids, dyn) if dyn is not None else None
+        total, total_dyn = total + loss, total_dyn + (dyn_loss or Loss())
+        yield name, loss, dyn_loss
+    if len(streams) > 1:
+        yield "(all)", total, (total_dyn if dyn is not None else None)
+

@@ -159,3 +159,17 @@ class RichReporter(Reporter):
             f"  saved {escape(summary['out'])}/best.pt and last.pt",
             highlight=False,
         )
+
+
+def terminal_reporter(quiet: bool, tensorboard: bool = False) -> Reporter:
+    """What `charrnn train` reports to: the terminal (stderr), and TensorBoard's event files with --tensorboard (a
+    UsageError at once where the tensorboard package is missing, before anything is read or written)."""
+    from .render import stderr_console
+
+    reporter = RichReporter(stderr_console(), quiet=quiet)
+    if tensorboard:
+        from .tensorboard_log import TensorBoardReporter
+
+        reporter = TensorBoardReporter(reporter)
+    return reporter
+

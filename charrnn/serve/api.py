@@ -24,6 +24,7 @@ MAX_CHARACTERS = 10_000_000  # n x length: what one request's answer may hold
 MAX_PRIME = 100_000  # characters of prime: read while every other stream waits
 MAX_TOP = 20  # alternatives per character
 MAX_SCORE_CHARS = 2_000_000  # characters of text one score request may send
+MAX_BEAM = 64  # beams of a beam search: each step weighs beam x vocabulary candidates
 
 
 class RequestError(UsageError):
@@ -79,6 +80,7 @@ SAMPLE_FIELDS: dict[str, Field] = {
     "skip_unknown": Field(False, "true or false", lambda v: isinstance(v, bool)),
     "top": Field(0, f"an integer from 0 to {MAX_TOP}", lambda v: _int(v) and 0 <= v <= MAX_TOP),
     "stream": Field(True, "true or false", lambda v: isinstance(v, bool)),
+    "beam": Field(None, f"an integer from 1 to {MAX_BEAM}", lambda v: _int(v) and 1 <= v <= MAX_BEAM, optional=True),
 }
 CONFIG_NAMES = {"n": "num_samples"}  # JSON field -> SampleConfig field where they differ
 
@@ -120,6 +122,9 @@ def sample_request(body: bytes, vocab: Vocab, max_batch: int, seed: Callable[[in
     cfg = SampleConfig(**settings, stop=tuple([v["stop"]] if isinstance(v["stop"], str) else v["stop"]))
     check_limits(cfg, {c: k for k, c in CONFIG_NAMES.items()}, max_batch)
     prime = checked_prime(v["prime"], vocab, "prime", v["skip_unknown"], 'remove them or send "skip_unknown": true')
+    if v["beam"] and v["top"]:
+        raise RequestError("top reports what sampling weighed at each character; beam search does not sample: leave "
+                           "out top or beam", "top")
     return SampleRequest(prime, replace(cfg, seed=seed(v["seed"])), v["top"], v["stream"])
 
 
@@ -193,7 +198,9 @@ def done_record(req: SampleRequest, job: Job, seconds: float) -> dict:
     """The whole result: sent last when streaming, alone otherwise."""
     made = sum(map(len, job.texts))
     return {"type": "done", "seed": req.cfg.seed, "prime": req.prime,
-            "samples": [{"text": "".join(t), "ended": job.ended.get(i)} for i, t in enumerate(job.texts)],
+            "samples": [{"text": "".join(t), "ended": job.ended.get(i),
+                         **({"logprob": round(job.logprobs[i], 6)} if i in job.logprobs else {})}
+                        for i, t in enumerate(job.texts)],
             "characters": made, "seconds": round(seconds, 4)}
 
 

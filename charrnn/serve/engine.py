@@ -62,6 +62,7 @@ class Job:
         self.scans = [StopScan(cfg.stop, cfg.keep_stop) for _ in range(self.n)] if cfg.stop else None
         self.texts: list[list[str]] = [[] for _ in range(self.n)]
         self.ended: dict[int, str] = {}
+        self.logprobs: dict[int, float] = {}  # beam search's, per sample (complete())
         self.generator: torch.Generator | None = None  # made on the engine's device at admission
         self.cancelled, self.error = False, None
         self.started = time.perf_counter()
@@ -97,6 +98,19 @@ class Job:
             self._ends.append(End(i, reason))
         self._ready.set()
         return reason is None
+
+    def complete(self, found: list[tuple[str, str, float]]) -> None:
+        """The whole answer at once, as beam search gives it: (text, why it ended, log-probability) per sample, the
+        likeliest first; the job holds as many samples as were found."""
+        self.n = len(found)
+        self.texts = [list(text) for text, _, _ in found]
+        self.logprobs = {i: logprob for i, (_, _, logprob) in enumerate(found)}
+        for i, (text, ended, _) in enumerate(found):
+            if text:
+                self._new[i] = [(c, None) for c in text]
+            self.ended[i] = ended
+            self._ends.append(End(i, ended))
+        self._ready.set()
 
     def drain(self) -> list[Text | End]:
         """What was made since the last drain: one Text per sample with new characters, then the Ends."""

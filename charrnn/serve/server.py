@@ -127,6 +127,7 @@ class Service:
         self.engine = Engine(model, vocab, self.device, cfg.max_batch)
         self.rows = describe(ckpt)
         self.name = run_name(path)  # the model's id in /v1/models
+        self._searches: set[asyncio.Task] = set()  # beam searches running (a task needs a reference to live)
 
     async def page(self, request):
         from starlette.responses import HTMLResponse
@@ -141,7 +142,11 @@ class Service:
 
         req = api.sample_request(await _body(request), self.vocab, self.engine.max_batch, resolve_seed)
         job = req.job()
-        self.engine.submit(job)
+        if req.cfg.beam:
+            self._searches.add(task := asyncio.create_task(self._beam(req, job)))
+            task.add_done_callback(self._searches.discard)
+        else:
+            self.engine.submit(job)
         if req.stream:
             sse = "text/event-stream" in request.headers.get("accept", "")
             return RecordStream(api.job_records(req, job), [job], named_events if sse else json_lines,
@@ -150,6 +155,18 @@ class Service:
         if error:
             return _json({"error": error}, 500)
         return _json(api.done_record(req, job, time.perf_counter() - job.started))
+
+    async def _beam(self, req: api.SampleRequest, job: Job) -> None:
+        """A beam search, in a worker thread beside the engine's batch (the model is only read), into `job` whole."""
+        from ..beam import beam_search
+
+        try:
+            found = await asyncio.to_thread(beam_search, self.model, self.vocab, req.prime, req.cfg, self.device,
+                                            lambda: job.cancelled)
+        except Exception as e:  # the client hears it as the job's error; the server goes on
+            job.fail(f"beam search failed: {e}")
+            return
+        job.complete([(h.text, h.ended, h.logprob) for h in found])
 
     async def models(self, request):
         return _json(openai_api.models_record(self.name, int(self.path.stat().st_mtime)))
