@@ -137,9 +137,10 @@ class TrainConfig:
     min_lr_frac: float = setting(0.05, "The learning rate decays to lr x this by the end of the budget.")
     warmup: int = setting(100, "Steps of linear learning-rate warm-up.")
     schedule: str = setting("cosine", "Learning-rate schedule.", choices=SCHEDULES)
-    optimizer: str = setting("adamw", "adamw; muon: Muon's orthogonalised updates for the recurrent and input matrices "
-                             "(AdamW for the rest); muon-gates: the same, each gate's block on its own.",
-                             choices=OPTIMIZERS)
+    optimizer: str | None = setting(None, "adamw; muon: Muon's orthogonalised updates for the recurrent and input "
+                                    "matrices (AdamW for the rest); muon-gates: the same, each gate's block on its own. "
+                                    "(default: by the passes over the training text the budget buys: muon under 25, "
+                                    "else adamw, and adamw without a budget)", choices=OPTIMIZERS)
     beta1: float | None = setting(None, "AdamW's momentum (beta1). (default: by the passes over the training text the "
                                   "budget buys: 0 under 25, else 0.9, and 0.9 without a budget)")
     beta2: float = setting(0.99, "AdamW's second-moment decay (beta2).")
@@ -174,7 +175,7 @@ class TrainConfig:
 
 
 # What a TrainConfig saved before a field existed trained with, where the field's default has since changed.
-OLD_TRAIN_DEFAULTS = {"beta1": 0.9}
+OLD_TRAIN_DEFAULTS = {"beta1": 0.9, "optimizer": "adamw"}
 
 
 @dataclass(frozen=True)

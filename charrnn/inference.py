@@ -87,7 +87,8 @@ def _best_val(prog: dict, averaged: bool) -> str:
         return "none"
     text = f"{best:.4f} nats/char = {bits(best):.4f} bpc at step {prog['best_step']:,}"
     if math.isfinite(whole):
-        text = (f"{whole:.4f} nats/char = {bits(whole):.4f} bpc on the whole validation split, at step "
+        split = f"{prog['final_chars']:,} characters of the" if prog.get("final_chars") else "the whole"
+        text = (f"{whole:.4f} nats/char = {bits(whole):.4f} bpc on {split} validation split, at step "
                 f"{prog['best_step']:,} (chosen on a sample of {prog['val_sample']:,} chars: {best:.4f} nats/char)")
     return text + (" (averaged weights, --ema)" if averaged else "")
 

@@ -104,7 +104,8 @@ def _adamw(groups: list[dict], cfg: TrainConfig, device: torch.device) -> torch.
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device, gates: int
                    ) -> torch.optim.Optimizer | Combined:
     """The optimiser --optimizer names for `model` (gates: the cell's gate blocks in each recurrent matrix)."""
-    named, blocks = list(model.named_parameters()), OPTIMIZERS[cfg.optimizer]
+    # None: not yet settled (runs.set_up), as when sizing first times steps: AdamW.
+    named, blocks = list(model.named_parameters()), OPTIMIZERS[cfg.optimizer or "adamw"]
     recurrent = [p for n, p in named if n.startswith("rnn.weight_")] if blocks is not None else []
     taken = {id(p) for p in recurrent}
     rest = [(n, p) for n, p in named if id(p) not in taken]

@@ -150,7 +150,8 @@ class RichReporter(Reporter):
         if not math.isnan(summary["best_val_bpc"]):
             best = f"best val {summary['best_val_bpc']:.4f} bpc at step {p.best_step:,}"
             if math.isfinite(p.final_val):  # evaluations scored a fixed sample; this is the whole split
-                best = (f"best val {bits(p.final_val):.4f} bpc on the whole validation split at step {p.best_step:,} "
+                split = f"{p.final_chars:,} characters of the" if p.final_chars else "the whole"
+                best = (f"best val {bits(p.final_val):.4f} bpc on {split} validation split at step {p.best_step:,} "
                         f"(chosen on a sample of {p.val_sample:,} chars: {summary['best_val_bpc']:.4f})")
         watched = f"; evaluations and checkpoints took {p.watch_s:.1f}s ({p.watch_s / p.elapsed:.0%} of it)" if p.elapsed else ""
         self.console.print(

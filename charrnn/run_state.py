@@ -38,6 +38,9 @@ class Progress:
     watch_s: float = 0.0  # of elapsed: evaluations, samples, checkpoints, loss.png (schedule.Watching)
     val_sample: int = 0  # validation characters each evaluation scores under --time (0: not yet measured)
     final_val: float = math.nan  # the best weights on the whole validation split (up to --eval-chars), at the end
+    final_chars: int = 0  # validation characters that end-of-run score takes (schedule.Watching.plan), 0 once it
+    # scored the whole split
+    final_reserve: float = 0.0  # seconds of the --time budget kept for it: training stops that much sooner
 
 
 class Reporter:

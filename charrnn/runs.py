@@ -225,8 +225,8 @@ def new_model_config(given: dict, vocab_size: int, train_chars: int, cfg: TrainC
     neither --dropout nor --weight-drop, both follow the passes over the training text that the budget buys,
     weighed by the model's parameters per training character (sizing.memorisation, sizing.regularisation_for);
     without a budget they are ModelConfig's defaults. Either one given sets the other to its default: they are
-    chosen together. AdamW's beta1, unless given, follows the passes too
-    (sizing.momentum_for). The output layer (--softmax) is settled first
+    chosen together. The optimiser and AdamW's beta1, unless given, follow the passes too (sizing.optimizer_for,
+    sizing.momentum_for). The output layer (--softmax) is settled first
     (settled_softmax; `counts` gives each id's count in the training text), so sizing counts its real cost.
     """
     from . import sizing
@@ -234,27 +234,17 @@ def new_model_config(given: dict, vocab_size: int, train_chars: int, cfg: TrainC
     if base is not None:  # its shape and output layer (refuse_shape_flags refused other ones)
         kept = {k: v for k, v in base.model_config.to_dict().items() if k not in ("vocab_size", "dropout", "weight_drop")}
         given = {**{k: v for k, v in given.items() if k != "softmax"}, **kept}
+        cfg = replace(cfg, optimizer=cfg.optimizer or "adamw")  # Muon is unmeasured on fine-tuning: AdamW, as before
     model = ModelConfig(vocab_size=vocab_size, **given)
     chosen_by_hand = "dropout" in given or "weight_drop" in given
     sized = cfg.time_budget and "layers" not in given and "hidden" not in given
     if base is None:
         model = settled_softmax(model, counts, cfg, device, rep, sized)
     if sized:
-        streams = None if (asked or {}).get("batch_size", True) else sizing.streams_for(device, train_chars, cfg.seq_len)
-        with autocast(device, autocast_dtype(cfg.precision, device, model.cell)):
-            # One process's speed: under torchrun the size (and its regularisation) is chosen as for one.
-            pick = sizing.choose_model(model, train_chars, cfg.time_budget, cfg.batch_size, cfg.seq_len, device,
-                                       streams=streams, measure=_timer(cfg, device, counts if model.cutoffs else None))
-        cfg = _with_streams(cfg, pick.streams, (asked or {}).get("lr", True))
-        rep.message(f"--time {cfg.time_budget:g}s: chose {pick.layers} x {pick.hidden} ({pick.params:,} parameters)"
-                    + (f" with {cfg.batch_size} streams a step, lr {cfg.lr:.3g}" if streams else "")
-                    + f": {pick.reason}. Give --layers/--hidden/--dropout/--weight-drop to choose yourself")
-        cfg = _momentum(cfg, pick.passes, rep)
-        sized = replace(model, layers=pick.layers, hidden=pick.hidden)
-        return (sized if chosen_by_hand else _regularised(sized, pick.regularisation)), cfg
-    wanted = not chosen_by_hand or cfg.beta1 is None
+        return _sized_model(model, train_chars, cfg, device, rep, asked or {}, counts, chosen_by_hand)
+    wanted = not chosen_by_hand or cfg.beta1 is None or cfg.optimizer is None
     passes = budget_passes(model, train_chars, cfg, device, processes) if wanted else None
-    cfg = _momentum(cfg, passes, rep)
+    cfg = _by_passes(cfg, passes, rep)
     if passes is None or chosen_by_hand:
         return model, cfg
     per_char = sizing.count_params(model, embedding=False) / max(train_chars, 1)
@@ -262,6 +252,35 @@ def new_model_config(given: dict, vocab_size: int, train_chars: int, cfg: TrainC
     rep.message(f"{reg.describe()}: the budget reads the training text ~{passes:.1f} times with {per_char:.2g} "
                 "parameters per character (give --dropout or --weight-drop to choose)")
     return _regularised(model, reg), cfg
+
+
+def _sized_model(model: ModelConfig, train_chars: int, cfg: TrainConfig, device: torch.device, rep, asked: dict,
+                 counts: Callable[[], np.ndarray] | None, chosen_by_hand: bool) -> tuple[ModelConfig, TrainConfig]:
+    """new_model_config under --time with no size given: the size sizing.choose_model picks, timed with the optimiser
+    the run will use (chosen by the passes AdamW's timing finds, unless given: Muon trains fewer characters a second,
+    so the size is chosen again with its steps), then the regularisation and AdamW's beta1 its passes call for."""
+    from . import sizing
+
+    streams = None if asked.get("batch_size", True) else sizing.streams_for(device, train_chars, cfg.seq_len)
+
+    def pick(settings: TrainConfig) -> sizing.Choice:
+        with autocast(device, autocast_dtype(settings.precision, device, model.cell)):
+            # One process's speed: under torchrun the size (and its regularisation) is chosen as for one.
+            return sizing.choose_model(model, train_chars, settings.time_budget, settings.batch_size, settings.seq_len,
+                                       device, streams=streams,
+                                       measure=_timer(settings, device, counts if model.cutoffs else None))
+
+    choice = pick(cfg)
+    optimizer = cfg.optimizer or sizing.optimizer_for(choice.passes)  # decided once, on AdamW's timing
+    if optimizer != (cfg.optimizer or "adamw"):
+        choice = pick(replace(cfg, optimizer=optimizer))
+    cfg = _with_streams(cfg, choice.streams, asked.get("lr", True))
+    rep.message(f"--time {cfg.time_budget:g}s: chose {choice.layers} x {choice.hidden} ({choice.params:,} parameters)"
+                + (f" with {cfg.batch_size} streams a step, lr {cfg.lr:.3g}" if streams else "")
+                + f": {choice.reason}. Give --layers/--hidden/--dropout/--weight-drop to choose yourself")
+    cfg = _by_passes(cfg, choice.passes, rep, optimizer)
+    sized = replace(model, layers=choice.layers, hidden=choice.hidden)
+    return (sized if chosen_by_hand else _regularised(sized, choice.regularisation)), cfg
 
 
 def settled_softmax(model: ModelConfig, counts: Callable[[], np.ndarray] | None, cfg: TrainConfig,
@@ -295,16 +314,18 @@ def id_counts(split: Corpus, chunk: int = 1 << 24) -> np.ndarray:
     return total
 
 
-def _momentum(cfg: TrainConfig, passes: float | None, rep) -> TrainConfig:
-    """cfg with AdamW's beta1 set by the passes over the training text (sizing.momentum_for) unless --beta1 was given."""
+def _by_passes(cfg: TrainConfig, passes: float | None, rep, optimizer: str | None = None) -> TrainConfig:
+    """cfg with the optimiser (`optimizer` where the caller decided it already) and AdamW's beta1 set by the passes
+    over the training text (sizing.optimizer_for, sizing.momentum_for), each unless given; says what a budget chose."""
     from . import sizing
 
-    if cfg.beta1 is not None:
-        return cfg
-    beta1 = sizing.momentum_for(passes)
-    if passes is not None:
-        rep.message(f"AdamW beta1 {beta1:g}: the budget reads the training text ~{passes:.1f} times (give --beta1 to choose)")
-    return replace(cfg, beta1=beta1)
+    settled = replace(cfg, optimizer=cfg.optimizer or optimizer or sizing.optimizer_for(passes),
+                      beta1=sizing.momentum_for(passes) if cfg.beta1 is None else cfg.beta1)
+    chosen = [f"--optimizer {settled.optimizer}"] * (cfg.optimizer is None) + [f"--beta1 {settled.beta1:g}"] * (cfg.beta1 is None)
+    if passes is not None and chosen:
+        rep.message(f"{' and '.join(chosen)}: the budget reads the training text ~{passes:.1f} times "
+                    f"(give {' or '.join(c.split()[0] for c in chosen)} to choose)")
+    return settled
 
 
 def _with_streams(cfg: TrainConfig, streams: int, lr_given: bool) -> TrainConfig:
@@ -343,10 +364,19 @@ def budget_passes(model: ModelConfig, train_chars: int, cfg: TrainConfig, device
     if cfg.steps:
         counts.append(cfg.steps * per_step / max(train_chars, 1))
     if not counts and cfg.time_budget:
-        with autocast(device, autocast_dtype(cfg.precision, device, model.cell)):
-            rate = _timer(cfg, device, None)(model, cfg.batch_size) * processes
-        counts.append(sizing.readable_chars(rate, cfg.time_budget) / max(train_chars, 1))
+        counts.append(_timed_passes(model, train_chars, cfg, device, processes))
+        if cfg.optimizer is None and sizing.optimizer_for(counts[0]) != "adamw":  # timed with AdamW: time its steps
+            counts = [_timed_passes(model, train_chars, replace(cfg, optimizer=sizing.optimizer_for(counts[0])), device,
+                                    processes)]
     return min(counts) if counts else None
+
+
+def _timed_passes(model: ModelConfig, train_chars: int, cfg: TrainConfig, device: torch.device, processes: int) -> float:
+    from . import sizing
+
+    with autocast(device, autocast_dtype(cfg.precision, device, model.cell)):
+        rate = _timer(cfg, device, None)(model, cfg.batch_size) * processes
+    return sizing.readable_chars(rate, cfg.time_budget) / max(train_chars, 1)
 
 
 def corpus_record(split: Corpus, model_config: ModelConfig, cfg: TrainConfig, sources: list[str],

@@ -92,19 +92,23 @@ class Cadence:
 
 @dataclass(frozen=True)
 class Watching:
-    """The part of a --time budget spent on what a person watches: evaluations, their samples, checkpoints, loss.png.
+    """The part of a --time budget spent on what a person watches: evaluations, their samples, checkpoints, loss.png,
+    and the score of the best weights on the whole validation split at the end.
 
-    It counts against the budget, so it is held to WATCH_SHARE. Evaluations during the run score one fixed sample
-    of the validation split, the same characters each time, so best.pt is chosen on one consistent measure; its
-    size (sample_chars) is set once, from the scoring speed the first evaluation measures, so that the evaluations
-    the cadence plans take EVAL_SHARE of the budget. The extras (the sample text, loss.png: 0.2-0.5 s a drawing)
-    are skipped while the share spent is over EXTRAS_UNTIL (extras_due), leaving room for the whole split, scored
-    once at the end for the best weights.
+    It counts against the budget, so all of it is held to WATCH_SHARE. Evaluations during the run score one fixed
+    sample of the validation split, the same characters each time, so best.pt is chosen on one consistent measure.
+    plan() sizes both scores once, from the scoring speed the first evaluation measures: the end's score takes the
+    whole split where the share allows (else as much of it, spread evenly, as fits), and the evaluations the cadence
+    plans take what is left of EVAL_SHARE, at least MIN_EVAL_SHARE. The time the end's score will take is kept
+    from the training (the trainer shortens its Budget by it), so the run ends within its budget. The extras (the
+    sample text, loss.png: 0.2-0.5 s a drawing) are skipped while the share spent is over EXTRAS_UNTIL (extras_due).
     Without a --time budget there is nothing to share: every evaluation scores up to --eval-chars.
     """
 
     WATCH_SHARE: ClassVar[float] = 0.05
-    EVAL_SHARE: ClassVar[float] = 0.02  # the rest: checkpoints, samples, loss.png and the final whole-split score
+    EVAL_SHARE: ClassVar[float] = 0.02  # the evaluations during the run, at most
+    MIN_EVAL_SHARE: ClassVar[float] = 0.005  # ... and at least: best.pt needs a measure
+    SAVE_SHARE: ClassVar[float] = 0.01  # checkpoints, samples and loss.png during the run, about
     EXTRAS_UNTIL: ClassVar[float] = 0.035  # share spent under which an evaluation also shows a sample and draws loss.png
     PROBE_CHARS: ClassVar[int] = 16_384  # validation characters the first evaluation times; also the smallest sample
 
@@ -116,12 +120,17 @@ class Watching:
         planned = budget.seconds / cadence.seconds if budget.seconds and cadence.seconds else 12.0
         return cls(budget.seconds, planned)
 
-    def sample_chars(self, chars_per_s: float, most: int) -> int:
-        """Characters each evaluation scores, given the scoring speed measured, at most `most` (the split, --eval-chars)."""
+    def plan(self, chars_per_s: float, most: int) -> tuple[int, int]:
+        """(characters each evaluation scores, characters the end's score takes), given the scoring speed measured
+        and at most `most` (the split, --eval-chars) each."""
         if not self.seconds:
-            return most
-        fit = int(chars_per_s * self.EVAL_SHARE * self.seconds / self.evaluations)
-        return max(min(self.PROBE_CHARS, most), min(most, fit))
+            return most, most
+        scoring = (self.WATCH_SHARE - self.SAVE_SHARE) * self.seconds  # seconds for both kinds of score
+        least = max(self.MIN_EVAL_SHARE * self.seconds, self.evaluations * min(self.PROBE_CHARS, most) / chars_per_s)
+        final = min(most, int(chars_per_s * (scoring - least)))
+        evaluating = min(self.EVAL_SHARE * self.seconds, scoring - max(final, 0) / chars_per_s)
+        sample = max(min(self.PROBE_CHARS, most), min(most, int(chars_per_s * evaluating / self.evaluations)))
+        return sample, max(final, sample)
 
     def extras_due(self, spent: float, elapsed: float) -> bool:
         """Whether this evaluation may also show a sample and draw loss.png: `spent` of `elapsed` seconds watched."""

@@ -77,6 +77,12 @@ REGULARISATION_BY_MEMORISATION: tuple[tuple[float, Regularisation], ...] = (
 # at ~20 passes (2 x 256, a machine a third as fast) it won by 0.012 on the test names (1.8857 against 1.8979),
 # so the row sits between the two, at 25. Without a budget the passes are unknown: 0.9, as before.
 MOMENTUM_BY_PASSES: tuple[tuple[float, float], ...] = ((0, 0.0), (25, 0.9))
+# (passes at least, --optimizer): the last row the budget reaches. Muon won where the text is read a few times,
+# time-matched, though it trains fewer characters a second: tinyshakespeare at 2 minutes (~5 passes) by 0.014,
+# at 10 minutes (~10) by 0.021 (1.4321 against 1.4528), prose at 2 minutes (0.5) by 0.074; it lost by 0.02 on
+# names (~29 passes, dropout 0.2): benchmarks/OPTIMISER.md, README "The optimiser, measured". Without a budget:
+# AdamW, as before.
+OPTIMIZER_BY_PASSES: tuple[tuple[float, str], ...] = ((0, "muon"), (25, "adamw"))
 DEEP_SMALL = (2, 256)
 MAX_MEMORISATION_ONE_LAYER = 60.0
 DEEP_MIN_CHARS_PER_PARAM = 2.5
@@ -146,6 +152,13 @@ def momentum_for(passes: float | None) -> float:
     if passes is None:
         return 0.9
     return [b for at_least, b in MOMENTUM_BY_PASSES if passes >= at_least][-1]
+
+
+def optimizer_for(passes: float | None) -> str:
+    """--optimizer for a model that will read its training text `passes` times (OPTIMIZER_BY_PASSES)."""
+    if passes is None:
+        return "adamw"
+    return [o for at_least, o in OPTIMIZER_BY_PASSES if passes >= at_least][-1]
 
 
 def count_params(cfg: ModelConfig, embedding: bool = True) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import torch
 
@@ -75,6 +75,7 @@ class Trainer:
         self.budget = Budget.of(cfg.steps, cfg.epochs, cfg.time_budget, cfg.patience, self.windows.steps_per_epoch)
         self.cadence = Cadence.of(cfg.eval_every, self.budget, self.windows.steps_per_epoch)
         self.watching = Watching.of(self.budget, self.cadence)
+        self._keep_final_reserve()  # a resumed run planned it already
         self.best_weights: dict | None = None  # under --time, for the whole split's score at the end
         self.drawn_at = -1  # the step loss.png was last drawn at
         self.schedule = get_schedule(cfg.schedule, cfg.lr, cfg.warmup, cfg.min_lr_frac)
@@ -225,8 +226,16 @@ class Trainer:
             probe = self.validation_loss(Watching.PROBE_CHARS)
             rate = probe.count / max(time.perf_counter() - t0, 1e-6)
             rate = dist_.all_sum(self.world, [rate], self.device)[0] / self.world.size
-            self.prog.val_sample = self.watching.sample_chars(rate, whole)
+            self.prog.val_sample, self.prog.final_chars = self.watching.plan(rate, whole)
+            if self.prog.val_sample < whole:  # the end scores more than the sample: keep its time from the training
+                self.prog.final_reserve = self.prog.final_chars / rate
+                self._keep_final_reserve()
         return self.prog.val_sample
+
+    def _keep_final_reserve(self) -> None:
+        """Shorten the time budget by the seconds the end's whole-split score was planned to take (Progress)."""
+        if self.budget.seconds and self.prog.final_reserve:
+            self.budget = replace(self.budget, seconds=self.cfg.time_budget - self.prog.final_reserve)
 
     def evaluate_and_save(self, final: bool = False) -> EvalRecord:
         """Score the validation split (or its fixed sample), record it, save last.pt (and best.pt when it improved),
@@ -378,21 +387,27 @@ class Trainer:
 
     def _score_whole_split(self) -> None:
         """Under --time, where evaluations scored a sample: the best weights on the whole validation split (up to
-        --eval-chars), Progress.final_val, written into best.pt and last.pt; loss.png drawn if the last one was not."""
+        --eval-chars; where the watching share does not allow it, Progress.final_chars of it, spread evenly),
+        Progress.final_val, written into best.pt and last.pt; loss.png drawn if the last one was not."""
         p, best_path = self.prog, self.run.out / "best.pt"
-        if not p.val_sample or p.val_sample >= self.whole_val_chars() or not best_path.exists():
-            return
+        if not p.val_sample or p.val_sample >= min(p.final_chars or math.inf, self.whole_val_chars()) \
+                or not best_path.exists():
+            return  # the evaluations scored all the end could (a budget too short to share)
         t0 = time.perf_counter()
         weights = self.best_weights or ckpt_io.load_checkpoint(best_path)["model"]  # a resumed run: from disk
         current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.model.load_state_dict(weights)
-        p.final_val = self.validation_loss(self.cfg.eval_chars).nats
+        p.final_val = self.validation_loss(p.final_chars or self.cfg.eval_chars).nats
+        if p.final_chars >= self.whole_val_chars():
+            p.final_chars = 0  # the whole split (as records and messages say when it is 0)
         self.model.load_state_dict(current)
-        if self.world.main:
-            best = ckpt_io.load_checkpoint(best_path)
-            best["progress"]["final_val"] = p.final_val
-            ckpt_io.save_checkpoint(best, best_path)
         if self.drawn_at != p.step:  # the last evaluation was over the share: the curve is drawn whole at the end
             self._draw()
+        self._watched(time.perf_counter() - t0)  # before saving, so the checkpoints count it (not their own saving)
+        t0 = time.perf_counter()
+        if self.world.main:
+            best = ckpt_io.load_checkpoint(best_path)
+            best["progress"].update(final_val=p.final_val, final_chars=p.final_chars)
+            ckpt_io.save_checkpoint(best, best_path)
         self.files.save("last.pt", self.payload())
         self._watched(time.perf_counter() - t0)

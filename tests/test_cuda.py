@@ -92,6 +92,20 @@ def test_mixed_precision_trains_fp32_master_weights_and_resumes(tmp_path, corpus
         assert resumed["scaler"]["scale"] > 0
 
 
+@pytest.mark.parametrize("optimizer", ["muon", "muon-gates"])
+def test_muon_trains_and_resumes_on_the_gpu_in_fp16(tmp_path, corpus_text, optimizer):
+    # Muon is the default where a budget reads the text under 25 times; on a GPU its Newton-Schulz runs in bf16
+    # while the loss is scaled for fp16: the scaler must see both optimisers (optim.Combined.parts).
+    cfg = cuda_config(steps=40, eval_every=20, precision="fp16", optimizer=optimizer)
+    train([corpus_text], TINY_MODEL, cfg, tmp_path, sample_every_eval=0)
+    first = load_checkpoint(tmp_path / "last.pt")
+    losses = [m["train_loss"] for m in first["metrics"]]
+    assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0]
+    train([corpus_text], {}, cuda_config(steps=60, eval_every=20, precision="fp16", optimizer=optimizer), tmp_path,
+          resume=True, sample_every_eval=0)
+    assert load_checkpoint(tmp_path / "last.pt")["progress"]["step"] == 60
+
+
 def test_a_gpu_checkpoint_gives_the_same_logits_on_the_cpu(tmp_path, corpus_text, monkeypatch):
     # TF32 off: compare fp32 arithmetic with fp32 arithmetic.
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)

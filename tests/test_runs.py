@@ -38,6 +38,30 @@ def test_without_dropout_the_passes_the_budget_buys_set_the_regularisation(steps
     assert "parameters per character" in notes.notes[-1]
 
 
+@pytest.mark.parametrize("steps, optimizer, beta1", [(4, "muon", 0.0), (400, "adamw", 0.9), (None, "adamw", 0.9)])
+def test_the_optimiser_and_beta1_follow_the_passes_unless_given(steps, optimizer, beta1):
+    # 8 x 32 = 256 chars a step over 5,000 training chars: 4 steps read it 0.2 times, 400 steps 20 times.
+    notes = Notes()
+    _, cfg = new_model_config({"layers": 1, "hidden": 32}, 30, 5000 if steps != 400 else 2000, tiny_config(steps=steps),
+                              torch.device("cpu"), notes)
+    assert (cfg.optimizer, cfg.beta1) == (optimizer, beta1)
+    assert (f"--optimizer {optimizer} and --beta1 {beta1:g}" in " ".join(notes.notes)) == (steps is not None)
+    _, mine = new_model_config({"layers": 1, "hidden": 32}, 30, 5000, tiny_config(steps=4, optimizer="muon-gates"),
+                               torch.device("cpu"), notes := Notes())
+    assert (mine.optimizer, mine.beta1) == ("muon-gates", 0.0) and "(give --beta1 to choose)" in notes.notes[0]
+
+
+def test_under_a_time_budget_the_size_is_timed_with_the_optimiser_the_passes_call_for():
+    notes = Notes()
+    model, cfg = new_model_config({"embed": 16}, 30, 10**9, tiny_config(steps=None, time_budget=30),
+                                  torch.device("cpu"), notes)
+    assert cfg.optimizer == sizing.optimizer_for(0.01) == "muon"  # 10^9 characters: read a small part of once
+    assert any("--optimizer muon" in n for n in notes.notes)
+    many = new_model_config({"embed": 16}, 30, 3000, tiny_config(steps=None, time_budget=30), torch.device("cpu"),
+                            Notes())[1]
+    assert many.optimizer == "adamw"
+
+
 @pytest.mark.parametrize("given", [{"dropout": 0.05}, {"weight_drop": 0.2}, {"dropout": 0.05, "weight_drop": 0.2}])
 def test_a_given_dropout_or_weight_drop_sets_both_by_hand(given):
     # 4,000 steps read 5,000 chars ~200 times: the budget alone would give both (test below).

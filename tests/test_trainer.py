@@ -74,7 +74,9 @@ def test_validation_is_never_trained_on(tmp_path):
     # Documents whose tails use a character the heads never do: if validation leaked into
     # training, the model would give it real probability.
     docs = ["ab" * 200 + "z" * 40, "ba" * 200 + "z" * 40]
-    train(docs, TINY_MODEL, tiny_config(steps=30, val_frac=0.1), tmp_path, sample_every_eval=0)
+    # AdamW: in 30 steps it lowers an unseen character's logit surely; Muon (the default for so few passes) moves
+    # the recurrent weights differently and leaves 'z' at ~2% after "abab" here, which proves nothing either way.
+    train(docs, TINY_MODEL, tiny_config(steps=30, val_frac=0.1, optimizer="adamw"), tmp_path, sample_every_eval=0)
     model, vocab, _ = load_model(tmp_path / "last.pt")
     with torch.no_grad():
         logits, _ = model(torch.as_tensor(vocab.encode("abab"))[None])
@@ -155,18 +157,24 @@ def test_a_half_precision_carried_state_in_a_checkpoint_resumes_in_fp32(tmp_path
     assert resumed["progress"]["step"] == 8 and all(s.dtype == torch.float32 for s in resumed["state"])
 
 
-def test_a_time_budget_evaluates_a_fixed_sample_and_scores_the_best_on_the_whole_split(tmp_path, corpus_text):
+def test_a_time_budget_evaluates_a_fixed_sample_and_scores_the_best_on_the_whole_split(tmp_path, corpus_text,
+                                                                                      monkeypatch):
     from inprocess import invoke
 
     from charrnn.schedule import Watching
 
+    # 8 s is tiny: with 5% of it the end could score no more than the evaluations do. A larger share lets it score
+    # the whole split whatever this machine's speed (the 5% share is met in `make bench`).
+    monkeypatch.setattr(Watching, "WATCH_SHARE", 0.5)
     notes = Notes()
     res = train([corpus_text], TINY_MODEL, tiny_config(steps=None, time_budget=8.0, eval_every=None, patience=0,
                                                         val_frac=0.5), tmp_path, reporter=notes, sample_every_eval=0)
     p = res.progress
     assert p.val_sample == Watching.PROBE_CHARS  # 2% of 8 s buys less: the smallest sample, under the 20k split
     assert math.isfinite(p.final_val) and p.final_val != p.best_val
-    assert 0 < p.watch_s < p.elapsed and len(res.metrics) >= 2  # (the 5% share is met in `make bench`: 8 s is tiny)
+    assert 0 < p.watch_s < p.elapsed and len(res.metrics) >= 2
+    assert p.final_chars == 0 and p.final_reserve > 0  # the whole split, its time kept from the training
+    assert p.elapsed < 8.0 * 1.2  # the end's score fits in the budget (within what timing a few steps can promise)
     best = torch.load(tmp_path / "best.pt", weights_only=True)["progress"]
     assert (best["final_val"], best["val_sample"], best["step"]) == (p.final_val, p.val_sample, p.best_step)
     info = invoke("info", "-c", tmp_path / "best.pt", cwd=tmp_path).stdout
