@@ -222,10 +222,12 @@ class Trainer:
         if not self.watching.seconds or whole < 1:
             return self.cfg.eval_chars
         if not self.prog.val_sample:
-            t0 = time.perf_counter()
-            probe = self.validation_loss(Watching.PROBE_CHARS)
-            rate = probe.count / max(time.perf_counter() - t0, 1e-6)
-            rate = dist_.all_sum(self.world, [rate], self.device)[0] / self.world.size
+            rates = []
+            for _ in range(2):  # the first also pays for warming up (allocations, kernel choice): the faster counts
+                t0 = time.perf_counter()
+                probe = self.validation_loss(Watching.PROBE_CHARS)
+                rates.append(probe.count / max(time.perf_counter() - t0, 1e-6))
+            rate = dist_.all_sum(self.world, [max(rates)], self.device)[0] / self.world.size
             self.prog.val_sample, self.prog.final_chars = self.watching.plan(rate, whole)
             if self.prog.val_sample < whole:  # the end scores more than the sample: keep its time from the training
                 self.prog.final_reserve = self.prog.final_chars / rate
