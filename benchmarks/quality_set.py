@@ -60,6 +60,8 @@ def train_one(name: str, budget: str, work: Path) -> dict:
            "model": f"{mc['layers']} x {mc['hidden']}, {ModelConfig(**mc).regularisation.describe()}, "
                     f"{ModelConfig(**mc).describe_softmax()}", "vocab": mc["vocab_size"],
            "train_chars": last["corpus"].get("train_chars"), "chars_read": metrics[-1]["chars_seen"],
+           "final_chars": prog.get("final_chars", 0), "val_chars": last["corpus"].get("val_chars"),
+           "optimizer": last["train_config"].get("optimizer", "adamw"),
            "wall_s": wall, "out": str(out)}
     if "test" in spec:
         scored = subprocess.run([*CHARRNN, "eval", "-c", str(out), str(folder / spec["test"]), "--json"],
@@ -78,17 +80,21 @@ def write(path: Path, rows: list[dict], info: dict) -> None:
         "# charrnn quality on corpora nobody tuned for", "",
         f"Machine: {info['machine']['cpu']}, {info['machine']['cores']} cores, torch {info['machine']['torch']}; "
         f"{info['date']}. Every run: `charrnn train FILES FLAGS --time BUDGET` with defaults; validation as "
-        "`train` holds it out (the last 10% of the text, or 10% of whole documents), the best weights scored on all of "
-        "it at the end; watching: the share of the run that evaluations, samples, checkpoints and loss.png took.", "",
-        "| corpus | budget | val nats/char (bpc) | test | model chosen | passes over the text | best at | stopped | watching |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "`train` holds it out (the last 10% of the text, or 10% of whole documents), the best weights scored at the end "
+        "on all of it, or on as much of it as the 5% watching share allows, spread evenly (scored); watching: the share "
+        "of the run that evaluations, samples, checkpoints, loss.png and that last score took.", "",
+        "| corpus | budget | val nats/char (bpc) | scored | test | model chosen | optimiser | passes over the text | best at "
+        "| stopped | watching |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         test = f"{r['test_loss']:.4f}" if "test_loss" in r else ""
         passes = f"{r['chars_read'] / r['train_chars']:.1f}" if r.get("train_chars") else "?"
         stopped = f"early, at ~{r['ran_share']:.0%}" if r["early"] else r["stopped"]
-        lines.append(f"| {r['corpus']} | {r['budget']} | {r['val_loss']:.4f} ({r['val_loss'] / LN2:.3f}) | {test} | "
-                     f"{r['model']} (vocab {r['vocab']:,}) | {passes} | step {r['best_step']:,} of {r['steps']:,} "
+        scored = f"{r['final_chars']:,} chars" if r.get("final_chars") else "all"
+        lines.append(f"| {r['corpus']} | {r['budget']} | {r['val_loss']:.4f} ({r['val_loss'] / LN2:.3f}) | {scored} | {test} | "
+                     f"{r['model']} (vocab {r['vocab']:,}) | {r.get('optimizer', 'adamw')} | {passes} | "
+                     f"step {r['best_step']:,} of {r['steps']:,} "
                      f"(~{r['best_share']:.0%} of the budget) | {stopped} | {r.get('watch_share', float('nan')):.1%} |")
     lines += ["", "Why each model (the note `train` prints):", ""]
     lines += [f"- {r['corpus']}: {r['chose']}" for r in rows if r.get("chose")]
