@@ -15,11 +15,18 @@ from .model import CharRNN
 from .runtime import to_device
 
 SCORES_PER_WINDOW = 1 << 24  # (positions x vocabulary) a window's scores may hold: 64 MB of float32
+BURN_IN, MIN_STREAM, MAX_STREAMS = 256, 4096, 64  # evaluate()'s defaults
+
+
+def read_overhead(n: int) -> int:
+    """Characters evaluate() reads but does not score, over a text of n + 1 ids: each stretch's burn-in. A small
+    sample pays it as much as the whole text does (its speed in scored characters is not the whole text's)."""
+    return max(1, min(MAX_STREAMS, n // MIN_STREAM)) * BURN_IN
 
 
 @torch.no_grad()
 def evaluate(model: CharRNN, ids: np.ndarray | torch.Tensor, device: torch.device | str = "cpu",
-             window: int = 512, burn_in: int = 256, min_stream: int = 4096, max_streams: int = 64,
+             window: int = 512, burn_in: int = BURN_IN, min_stream: int = MIN_STREAM, max_streams: int = MAX_STREAMS,
              max_chars: int | None = None, shard: tuple[int, int] = (0, 1)) -> Loss:
     """The loss of ids[1:] given everything before (Loss: summed nats and the count scored).
 

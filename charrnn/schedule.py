@@ -108,7 +108,8 @@ class Watching:
     WATCH_SHARE: ClassVar[float] = 0.05
     EVAL_SHARE: ClassVar[float] = 0.02  # the evaluations during the run, at most
     MIN_EVAL_SHARE: ClassVar[float] = 0.005  # ... and at least: best.pt needs a measure
-    SAVE_SHARE: ClassVar[float] = 0.01  # checkpoints, samples and loss.png during the run, about
+    # checkpoints, samples and loss.png during the run, about (prose at 3 minutes, 1 x 384: 2%)
+    SAVE_SHARE: ClassVar[float] = 0.02
     EXTRAS_UNTIL: ClassVar[float] = 0.035  # share spent under which an evaluation also shows a sample and draws loss.png
     PROBE_CHARS: ClassVar[int] = 16_384  # validation characters the first evaluation times; also the smallest sample
 
@@ -120,16 +121,19 @@ class Watching:
         planned = budget.seconds / cadence.seconds if budget.seconds and cadence.seconds else 12.0
         return cls(budget.seconds, planned)
 
-    def plan(self, chars_per_s: float, most: int) -> tuple[int, int]:
-        """(characters each evaluation scores, characters the end's score takes), given the scoring speed measured
-        and at most `most` (the split, --eval-chars) each."""
+    def plan(self, chars_per_s: float, most: int, overhead: int = 0) -> tuple[int, int]:
+        """(characters each evaluation scores, characters the end's score takes), given the speed measured in
+        characters read a second, `overhead` characters each score reads without scoring them (burn-in:
+        evaluation.read_overhead), and at most `most` (the split, --eval-chars) each."""
         if not self.seconds:
             return most, most
         scoring = (self.WATCH_SHARE - self.SAVE_SHARE) * self.seconds  # seconds for both kinds of score
-        least = max(self.MIN_EVAL_SHARE * self.seconds, self.evaluations * min(self.PROBE_CHARS, most) / chars_per_s)
-        final = min(most, int(chars_per_s * (scoring - least)))
-        evaluating = min(self.EVAL_SHARE * self.seconds, scoring - max(final, 0) / chars_per_s)
-        sample = max(min(self.PROBE_CHARS, most), min(most, int(chars_per_s * evaluating / self.evaluations)))
+        least = max(self.MIN_EVAL_SHARE * self.seconds,
+                    self.evaluations * (min(self.PROBE_CHARS, most) + overhead) / chars_per_s)
+        final = min(most, int(chars_per_s * (scoring - least)) - overhead)
+        evaluating = min(self.EVAL_SHARE * self.seconds, scoring - (max(final, 0) + overhead) / chars_per_s)
+        fit = int(chars_per_s * evaluating / self.evaluations) - overhead
+        sample = max(min(self.PROBE_CHARS, most), min(most, fit))
         return sample, max(final, sample)
 
     def extras_due(self, spent: float, elapsed: float) -> bool:

@@ -26,7 +26,7 @@ from .batching import Windows
 from .data import Vocab
 from .distributed import World
 from .errors import CharRNNError, UsageError
-from .evaluation import evaluate
+from .evaluation import evaluate, read_overhead
 from .metrics import EvalRecord, Loss, bits
 from .model import CharRNN, State, detach_state, select_state
 from .optim import make_optimizer
@@ -222,15 +222,15 @@ class Trainer:
         if not self.watching.seconds or whole < 1:
             return self.cfg.eval_chars
         if not self.prog.val_sample:
-            rates = []
+            rates, overhead = [], read_overhead(len(self.run.corpus.val) - 1)
             for _ in range(2):  # the first also pays for warming up (allocations, kernel choice): the faster counts
                 t0 = time.perf_counter()
                 probe = self.validation_loss(Watching.PROBE_CHARS)
-                rates.append(probe.count / max(time.perf_counter() - t0, 1e-6))
+                rates.append((probe.count + overhead) / max(time.perf_counter() - t0, 1e-6))  # characters read
             rate = dist_.all_sum(self.world, [max(rates)], self.device)[0] / self.world.size
-            self.prog.val_sample, self.prog.final_chars = self.watching.plan(rate, whole)
+            self.prog.val_sample, self.prog.final_chars = self.watching.plan(rate, whole, overhead)
             if self.prog.val_sample < whole:  # the end scores more than the sample: keep its time from the training
-                self.prog.final_reserve = self.prog.final_chars / rate
+                self.prog.final_reserve = (self.prog.final_chars + overhead) / rate
                 self._keep_final_reserve()
         return self.prog.val_sample
 

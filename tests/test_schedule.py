@@ -92,12 +92,16 @@ def test_watching_sizes_one_fixed_sample_to_its_share_of_a_time_budget():
     assert w.plan(200_000, 100_000) == (40_000, 100_000)
     assert w.plan(200_000, 30_000) == (30_000, 30_000)  # never more than the split (or --eval-chars)
     # A split of 10^6: the evaluations get their smallest share (here the probe's size), and the end scores what fits
-    # in the rest of the share (~760k chars), so that all of it stays within WATCH_SHARE.
+    # in the rest of the share (~520k chars), so that all of it stays within WATCH_SHARE.
     sample, final = w.plan(200_000, 10**6)
-    assert sample == Watching.PROBE_CHARS and 700_000 < final < 10**6
+    assert sample == Watching.PROBE_CHARS and 400_000 < final < 10**6
     spent = (12 * sample + final) / 200_000 + Watching.SAVE_SHARE * 120
     assert spent == pytest.approx(Watching.WATCH_SHARE * 120, rel=1e-3)
     assert w.plan(1_000, 10**6) == (Watching.PROBE_CHARS, Watching.PROBE_CHARS)  # never less than the probe
+    # Each score also reads 64 stretches' burn-in (16,384 characters) it does not score: counted in the time.
+    sample, final = w.plan(200_000, 10**6, overhead=16_384)
+    spent = (12 * (sample + 16_384) + final + 16_384) / 200_000 + Watching.SAVE_SHARE * 120
+    assert sample == Watching.PROBE_CHARS and spent == pytest.approx(Watching.WATCH_SHARE * 120, rel=1e-3)
     assert w.extras_due(3.0, 100.0) and not w.extras_due(4.0, 100.0)
     steps = Watching.of(Budget.of(500, None, None, 4, 100), Cadence.of(None, Budget.of(500, None, None, 4, 100), 100))
     assert steps.plan(1_000, 10**6) == (10**6, 10**6) and steps.extras_due(99.0, 100.0)  # no budget to share
