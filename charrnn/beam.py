@@ -68,10 +68,15 @@ def beam_search(model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig, dev
         found += _search(model, vocab, prime, cfg, 1, device, cancelled)
     if cancelled():
         return []
+    return _best_distinct(found, cfg.num_samples)
+
+
+def _best_distinct(found: list[Hypothesis], n: int) -> list[Hypothesis]:
+    """The n likeliest of `found` with distinct texts (each text's likeliest), most likely first."""
     best: dict[str, Hypothesis] = {}
     for h in sorted(found, key=lambda h: -h.logprob):
         best.setdefault(h.text, h)
-    return list(best.values())[: cfg.num_samples]
+    return list(best.values())[:n]
 
 
 @torch.inference_mode()
@@ -88,7 +93,9 @@ def _search(model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig, width: 
             if step == 0:  # an empty continuation answers nothing (and without a prime, no document is empty)
                 logp[:, EOS] = -math.inf
             live, parents, done = _extend(live, logp, width, vocab, cfg)
-            finished += done
+            # Only the n best distinct can be answered, and later ones only push them out: keep no more, so that
+            # each step's bookkeeping stays small however long the search runs.
+            finished = _best_distinct(finished + done, cfg.num_samples)
             if not live.texts or _settled(finished, live, cfg.num_samples) or cancelled():
                 return finished
             state = select_state(state, parents)
@@ -125,8 +132,6 @@ def _extend(live: _Live, logp: torch.Tensor, width: int, vocab: Vocab, cfg: Samp
 
 
 def _settled(finished: list[Hypothesis], live: _Live, n: int) -> bool:
-    """Whether the n best finished hypotheses are at least as likely as every live one (which can only fall)."""
-    if len(finished) < n:
-        return False
-    nth = sorted((h.logprob for h in finished), reverse=True)[n - 1]
-    return nth >= float(live.scores.max())
+    """Whether the n best finished hypotheses (`finished`, likeliest first) are at least as likely as every live one
+    (which can only fall)."""
+    return len(finished) >= n and finished[n - 1].logprob >= float(live.scores.max())  # finished: likeliest first

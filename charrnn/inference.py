@@ -13,6 +13,7 @@ from .data import Vocab
 from .errors import UsageError
 from .metrics import bits
 from .model import CharRNN, ModelConfig
+from .run_state import end_score_split
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[CharRNN, Vocab, dict]:
@@ -87,8 +88,7 @@ def _best_val(prog: dict, averaged: bool) -> str:
         return "none"
     text = f"{best:.4f} nats/char = {bits(best):.4f} bpc at step {prog['best_step']:,}"
     if math.isfinite(whole):
-        split = f"{prog['final_chars']:,} characters of the" if prog.get("final_chars") else "the whole"
-        text = (f"{whole:.4f} nats/char = {bits(whole):.4f} bpc on {split} validation split, at step "
+        text = (f"{whole:.4f} nats/char = {bits(whole):.4f} bpc on {end_score_split(prog.get('final_chars', 0))}, at step "
                 f"{prog['best_step']:,} (chosen on a sample of {prog['val_sample']:,} chars: {best:.4f} nats/char)")
     return text + (" (averaged weights, --ema)" if averaged else "")
 

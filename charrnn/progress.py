@@ -18,7 +18,7 @@ from rich.progress import (
 
 from .metrics import EvalRecord, bits
 from .run_state import Progress as TrainProgress
-from .run_state import Reporter
+from .run_state import Reporter, end_score_split
 
 
 def fmt_count(n: float) -> str:
@@ -150,8 +150,7 @@ class RichReporter(Reporter):
         if not math.isnan(summary["best_val_bpc"]):
             best = f"best val {summary['best_val_bpc']:.4f} bpc at step {p.best_step:,}"
             if math.isfinite(p.final_val):  # evaluations scored a fixed sample; this is the whole split
-                split = f"{p.final_chars:,} characters of the" if p.final_chars else "the whole"
-                best = (f"best val {bits(p.final_val):.4f} bpc on {split} validation split at step {p.best_step:,} "
+                best = (f"best val {bits(p.final_val):.4f} bpc on {end_score_split(p.final_chars)} at step {p.best_step:,} "
                         f"(chosen on a sample of {p.val_sample:,} chars: {summary['best_val_bpc']:.4f})")
         watched = f"; evaluations and checkpoints took {p.watch_s:.1f}s ({p.watch_s / p.elapsed:.0%} of it)" if p.elapsed else ""
         self.console.print(

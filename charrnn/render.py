@@ -113,15 +113,13 @@ def write_whole_samples(samples: Iterable[tuple[str, str]], prime: str, seed: in
 def write_beams(found, prime: str, beam: int, as_json: bool, out) -> None:
     """Print beam search's continuations (beam.Hypothesis), likeliest first: as samples are, or one JSON object each
     with its log-probability (nats)."""
-    cut_before = False
+    if not as_json:  # as samples print
+        write_whole_samples(((prime + h.text, h.ended) for h in found), prime, 0, False, out)
+        return
     for index, h in enumerate(found):
-        if as_json:
-            record = {"index": index, "text": prime + h.text, "prime": prime, "ended": h.ended,
-                      "logprob": round(h.logprob, 6), "beam": beam}
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
-        else:
-            out.write(("\n" if cut_before else "") + prime + h.text + "\n")
-        cut_before = h.ended == "length"
+        record = {"index": index, "text": prime + h.text, "prime": prime, "ended": h.ended,
+                  "logprob": round(h.logprob, 6), "beam": beam}
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
     out.flush()
 
 

@@ -43,6 +43,12 @@ class Progress:
     final_reserve: float = 0.0  # seconds of the --time budget kept for it: training stops that much sooner
 
 
+def end_score_split(final_chars: int) -> str:
+    """What a --time run's end score covered, for messages: 'the whole validation split' or 'N characters of the
+    validation split' (Progress.final_chars)."""
+    return f"{final_chars:,} characters of the validation split" if final_chars else "the whole validation split"
+
+
 class Reporter:
     """Receives progress events; the CLI draws them, tests and library users may ignore them."""
 

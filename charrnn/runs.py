@@ -247,10 +247,10 @@ def new_model_config(given: dict, vocab_size: int, train_chars: int, cfg: TrainC
     cfg = _by_passes(cfg, passes, rep)
     if passes is None or chosen_by_hand:
         return model, cfg
-    per_char = sizing.count_params(model, embedding=False) / max(train_chars, 1)
-    reg = sizing.regularisation_for(passes * per_char)
-    rep.message(f"{reg.describe()}: the budget reads the training text ~{passes:.1f} times with {per_char:.2g} "
-                "parameters per character (give --dropout or --weight-drop to choose)")
+    learning = sizing.count_params(model, embedding=False)
+    reg = sizing.regularisation_for(sizing.memorisation(passes, learning, train_chars))
+    rep.message(f"{reg.describe()}: the budget reads the training text ~{passes:.1f} times with "
+                f"{learning / max(train_chars, 1):.2g} parameters per character (give --dropout or --weight-drop to choose)")
     return _regularised(model, reg), cfg
 
 

@@ -142,23 +142,24 @@ def memorisation(passes: float, learning_params: int, train_chars: int) -> float
     return passes * learning_params / max(train_chars, 1)
 
 
+def _row(rows: tuple[tuple[float, object], ...], value: float):
+    """The setting of the last (at least, setting) row that `value` reaches; rows start at 0, increasing."""
+    return [setting for at_least, setting in rows if value >= at_least][-1]
+
+
 def regularisation_for(memorised: float) -> Regularisation:
     """For a model whose budget gives it this memorisation (REGULARISATION_BY_MEMORISATION)."""
-    return [r for at_least, r in REGULARISATION_BY_MEMORISATION if memorised >= at_least][-1]
+    return _row(REGULARISATION_BY_MEMORISATION, memorised)
 
 
 def momentum_for(passes: float | None) -> float:
     """AdamW's beta1 for a model that will read its training text `passes` times (MOMENTUM_BY_PASSES)."""
-    if passes is None:
-        return 0.9
-    return [b for at_least, b in MOMENTUM_BY_PASSES if passes >= at_least][-1]
+    return 0.9 if passes is None else _row(MOMENTUM_BY_PASSES, passes)
 
 
 def optimizer_for(passes: float | None) -> str:
     """--optimizer for a model that will read its training text `passes` times (OPTIMIZER_BY_PASSES)."""
-    if passes is None:
-        return "adamw"
-    return [o for at_least, o in OPTIMIZER_BY_PASSES if passes >= at_least][-1]
+    return "adamw" if passes is None else _row(OPTIMIZER_BY_PASSES, passes)
 
 
 def count_params(cfg: ModelConfig, embedding: bool = True) -> int:
