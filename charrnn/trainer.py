@@ -229,7 +229,7 @@ class Trainer:
                 rates.append((probe.count + overhead) / max(time.perf_counter() - t0, 1e-6))  # characters read
             rate = dist_.all_sum(self.world, [max(rates)], self.device)[0] / self.world.size
             self.prog.val_sample, self.prog.final_chars = self.watching.plan(rate, whole, overhead)
-            if self.prog.val_sample < whole:  # the end scores more than the sample: keep its time from the training
+            if self.prog.final_chars > self.prog.val_sample:  # the end will score more: keep its time from training
                 self.prog.final_reserve = (self.prog.final_chars + overhead) / rate
                 self._keep_final_reserve()
         return self.prog.val_sample

@@ -157,6 +157,17 @@ def test_a_half_precision_carried_state_in_a_checkpoint_resumes_in_fp32(tmp_path
     assert resumed["progress"]["step"] == 8 and all(s.dtype == torch.float32 for s in resumed["state"])
 
 
+def test_no_time_is_kept_for_an_end_score_that_the_share_leaves_no_room_for(tmp_path, corpus_text, monkeypatch):
+    from charrnn.schedule import Watching
+
+    monkeypatch.setattr(Watching, "WATCH_SHARE", 0.0)  # the end may score no more than the evaluations do
+    res = train([corpus_text], TINY_MODEL, tiny_config(steps=None, time_budget=4.0, eval_every=None, patience=0,
+                                                        val_frac=0.5), tmp_path, sample_every_eval=0)
+    p = res.progress
+    assert p.val_sample == p.final_chars == Watching.PROBE_CHARS < len(corpus_text) // 2
+    assert p.final_reserve == 0 and math.isnan(p.final_val)  # nothing planned, so nothing kept from the training
+
+
 def test_a_time_budget_evaluates_a_fixed_sample_and_scores_the_best_on_the_whole_split(tmp_path, corpus_text,
                                                                                       monkeypatch):
     from inprocess import invoke
