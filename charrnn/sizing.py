@@ -211,7 +211,7 @@ def choose_model(base: ModelConfig, train_chars: int, budget_s: float, batch: in
                  measure: Callable[[ModelConfig, int], float] | None = None,
                  streams: tuple[int, ...] | None = None) -> Choice:
     """The largest rung of the device's ladder (ladder_for) that the budget lets read CHARS_PER_PARAM chars per
-    parameter and the corpus can feed, with the regularisation its passes over the training text call for;
+    parameter and the corpus can feed, with the regularisation its memorisation calls for (memorisation());
     DEEP_SMALL instead of a single layer whose memorisation would pass MAX_MEMORISATION_ONE_LAYER.
 
     base supplies cell, embed and vocab_size. `measure` (cfg, streams -> chars/s) defaults to timing real
