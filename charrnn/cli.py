@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 
 from . import options as opt
-from .config import DynamicConfig, ModelConfig, SampleConfig, ServeConfig, TrainConfig
+from .config import DocumentConfig, DynamicConfig, ModelConfig, SampleConfig, ServeConfig, TrainConfig
 from .errors import command
 from .export.command import export
 
@@ -30,12 +30,10 @@ app = typer.Typer(
 @command
 @opt.from_config(ModelConfig, into="given", given_only=True)
 @opt.from_config(TrainConfig, into="cfg")
+@opt.from_config(DocumentConfig, into="docs")
 def train(
     paths: list[Path] = typer.Argument(..., show_default=False,
                                        help="Text files (UTF-8), '-' for standard input; each is a document, ended by EOS."),
-    lines: bool = typer.Option(False, "--lines", help="Every non-empty line is a document (names, titles, log lines)."),
-    doc_sep: str | None = typer.Option(None, help="Documents are separated by lines holding only SEP ('%' for fortune "
-                                       "files; '' for blank lines)."),
     encoding: str = opt.encoding_option(),
     errors: str = opt.errors_option(),
     out: Path | None = typer.Option(None, help="Run directory. (default: checkpoints/<first file's name>)"),
@@ -54,6 +52,7 @@ def train(
     quiet: bool = opt.quiet_option("Only the final summary on stderr."),
     cfg: TrainConfig = None,
     given: dict = None,
+    docs: DocumentConfig = None,
 ):
     """Learn a corpus: train a model on it. Writes best.pt, last.pt and metrics.jsonl into the run directory."""
     from .corpus import documents_or_files
@@ -65,10 +64,10 @@ def train(
     from .train import train as run_train
 
     reporter = terminal_reporter(quiet, tensorboard)  # every rank: a missing tensorboard is refused before reading
-    data, sources = documents_or_files(paths, lines, doc_sep, encoding, errors)
+    data, sources = documents_or_files(paths, docs, encoding, errors)
     # Only the model flags given: on resume they are checked against the checkpoint; in a new run
     # the rest are defaults, except that --time picks layers and hidden when neither is given.
-    cfg = replace(cfg, whole_documents=lines or doc_sep is not None)
+    cfg = replace(cfg, whole_documents=docs.whole_documents)
     set_threads(threads)
     world = from_env(cfg.device)  # under torchrun: join the other processes
     out_dir = out or Path("checkpoints") / ("stdin" if str(paths[0]) == "-" else paths[0].stem)
@@ -76,7 +75,7 @@ def train(
     try:
         result = run_train(data, given, cfg, out_dir, sources=sources, resume=resume, force=force,
                            reporter=reporter if world.main else Reporter(),
-                           sample_every_eval=sample_length, doc_mode={"lines": lines, "doc_sep": doc_sep}, world=world,
+                           sample_every_eval=sample_length, doc_mode={"lines": docs.lines, "doc_sep": docs.doc_sep}, world=world,
                            plot=plot, init=init)
         finished = True
     finally:
@@ -122,10 +121,10 @@ def sample(
     check_beam_flags(cfg, novel=novel, color=color)
     prime = read_prime(prime, prime_file)
     path, model, vocab, ckpt = open_model(checkpoint, device, threads, quiet)
-    prime = check_prime(vocab, prime, skip_unknown)
+    prime = check_prime(vocab, prime, skip_unknown, label=cfg.label)
     cfg = replace(cfg, seed=resolve_seed(cfg.seed))
     if adapt:
-        model = adapted_to_prime(model, vocab, prime, dyn)
+        model = adapted_to_prime(model, vocab, prime, dyn, cfg.label)
     if cfg.beam:
         render.note(f"beam search with {cfg.beam} beam(s) from {path}", quiet)
         return render.write_beams(beam_search(model, vocab, prime, cfg, model.device), prime, cfg.beam, json_out, sys.stdout)
@@ -156,6 +155,7 @@ def eval_cmd(
     encoding: str = opt.encoding_option(),
     errors: str = opt.errors_option(),
     dynamic: bool = opt.dynamic_option(),
+    label: str | None = opt.label_option(),
     dyn: DynamicConfig = None,
 ):
     """Score text files: nats/char, bits/char and perplexity. Each file, then all of them together."""
@@ -170,9 +170,9 @@ def eval_cmd(
     _, model, vocab, ckpt = open_model(checkpoint, device, threads)
     if lines is None and doc_sep is None:  # cut text into documents as the training corpus was
         lines, doc_sep = bool(ckpt["corpus"].get("lines")), ckpt["corpus"].get("doc_sep")
-    streams = files_as_streams(read_inputs(files, encoding, errors), vocab, bool(lines), doc_sep)
+    streams = files_as_streams(read_inputs(files, encoding, errors), vocab, bool(lines), doc_sep, label)
     render.eval_header(json_out, dynamic)
-    for name, loss, dyn_loss in evaluate_files(model, streams, dyn if dynamic else None):
+    for name, loss, dyn_loss in evaluate_files(model, streams, dyn if dynamic else None, vocab.text_size):
         render.eval_row(name, loss, json_out, dyn_loss)
 
 
@@ -189,21 +189,20 @@ def score(
     device: str = opt.device_option("cpu"),
     threads: int | None = opt.threads_option(),
     dynamic: bool = opt.dynamic_option(" Documents are read in order; each adapts the model for the next."),
+    label: str | None = opt.label_option(),
     dyn: DynamicConfig = None,
 ):
-    """Rank lines (or documents) by how typical they are. Bits per character, EOS included; sort with sort -g."""
+    """Rank lines (or documents) by how typical they are. Bits per character, EOS included; sort with sort -g.
+    A labelled model without --label scores each whatever its kind and names the likeliest kind beside it."""
     from . import render
-    from .data import document_stream, read_text, split_text
-    from .dynamic import Adapter
-    from .evaluation import score_documents
+    from .evaluation import document_scores
     from .inference import open_model
 
     _, model, vocab, _ = open_model(checkpoint, device, threads)
-    docs = split_text(read_text(source, encoding=encoding, errors=errors), lines=doc_sep is None, doc_sep=doc_sep)
-    adapter = Adapter(model, dyn) if dynamic else None
-    for doc, loss in zip(docs, score_documents(model, vocab, docs, model.device), strict=True):
-        dyn_loss = adapter.document(document_stream([doc], vocab)) if adapter is not None and loss is not None else None
-        render.score_row(doc, loss, vocab.missing(doc) if loss is None else [], json_out, dyn_loss, dynamic)
+    for doc, loss, kind, dyn_loss in document_scores(model, vocab, source, doc_sep, encoding, errors, label,
+                                                     dyn if dynamic else None):
+        render.score_row(doc, loss, vocab.missing(doc) if loss is None else [], json_out, dyn_loss, dynamic, kind,
+                         labelled=bool(vocab.labels) and label is None)
 
 
 @app.command()

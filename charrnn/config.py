@@ -67,6 +67,25 @@ class Regularisation:
         return f"dropout {self.dropout}" + (f", weight drop {self.weight_drop}" if self.weight_drop else "")
 
 
+@dataclass(frozen=True)
+class DocumentConfig:
+    """How `train` cuts its text into documents and labels them (data.split_text, labels.py)."""
+
+    lines: bool = setting(False, "Every non-empty line is a document (names, titles, log lines).", flags=("--lines",))
+    doc_sep: str | None = setting(None, "Documents are separated by lines holding only SEP ('%' for fortune files; '' "
+                                  "for blank lines).")
+    label_sep: str | None = setting(None, "With --lines or --doc-sep: the text before the first SEP of each document is "
+                                    "its label (its kind: an author, a language, an account), the rest its text. "
+                                    "Escapes: \\t, \\n.", parse=unescape)
+    label_from_file: bool = setting(False, "Label each file's documents by the file's name without its extension "
+                                    "(poems/keats.txt: keats).", flags=("--label-from-file",))
+
+    @property
+    def whole_documents(self) -> bool:
+        """Whether validation holds out whole documents (TrainConfig.whole_documents): a corpus cut into documents."""
+        return self.lines or self.doc_sep is not None
+
+
 # ModelConfig.softmax: heads.HEADS' names (tests/test_heads.py checks), and auto, resolved when a run starts.
 # A saved config without one (None) is the full softmax every checkpoint had before.
 SOFTMAX = ("auto", "full", "adaptive")
@@ -195,6 +214,7 @@ class SampleConfig:
     keep_stop: bool = setting(False, "With --stop: end the output with the stop text instead of just before it.",
                               flags=("--keep-stop",))
     seed: int | None = setting(None, "Random seed (reported on stderr when not given).")
+    label: str | None = setting(None, "", shared="label")
     beam: int | None = setting(None, "Beam search with K beams: the likeliest continuation they find (never less likely "
                                "than greedy's), not a random one; with -n the n likeliest, distinct (n <= K). "
                                "--json adds each one's log-probability.", flags=("--beam",))

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import MAX_VOCAB
+from .config import MAX_VOCAB, DocumentConfig
 from .data import (
     EOS,
     Vocab,
@@ -34,11 +34,13 @@ from .data import (
     check_vocab_size,
     doc_hash,
     fingerprint,
+    fingerprint_of,
     nul_means_binary,
     split_documents,
     undecodable_error,
 )
 from .errors import CharRNNError, UsageError
+from .labels import Labelled, check_labels, file_label, label_counts, label_inputs, texts_and_labels
 
 CHUNK_BYTES = 1 << 22  # 4 MiB: bounds the memory that reading a chunk takes (~20x its size, briefly)
 CACHE_VERSION = 1
@@ -55,57 +57,75 @@ class Corpus:
     doc_hashes: np.ndarray  # int64, sorted distinct data.doc_hash of each document
     chars: int
     documents: int
+    label_counts: dict[str, int] | None = None  # documents per label, for a labelled corpus
 
 
 @dataclass(frozen=True)
 class TextFiles:
-    """Text files to train on, streamed from disk (each file one document)."""
+    """Text files to train on, streamed from disk (each file one document, labelled labels[i] when given)."""
 
     paths: tuple[Path, ...]
     encoding: str = "utf-8"
     errors: str = "strict"
+    labels: tuple[str, ...] | None = None
 
 
-def documents_or_files(paths: list[Path], lines: bool, doc_sep: str | None, encoding: str,
-                       errors: str) -> tuple[list[str] | TextFiles, list[str]]:
+def documents_or_files(paths: list[Path], how: DocumentConfig, encoding: str, errors: str
+                       ) -> tuple[list[str] | Labelled | TextFiles, list[str]]:
     """What `train` reads, and the names of its sources: documents cut in memory (--lines, --doc-sep,
-    standard input), or else each file one document, streamed from disk into the run's token cache."""
+    standard input), or else each file one document, streamed from disk into the run's token cache;
+    labelled by --label-sep or --label-from-file (labels.py) when asked."""
     from .data import read_inputs, split_text
 
+    lines, doc_sep, label_sep, label_from_file = how.lines, how.doc_sep, how.label_sep, how.label_from_file
     if lines and doc_sep is not None:
         raise UsageError("--lines and --doc-sep both say how to cut documents; give one of them")
+    if label_sep is not None and not (lines or doc_sep is not None):
+        raise UsageError("--label-sep reads a label from each line (--lines) or document (--doc-sep): give one of "
+                         "them; to label whole files by their names, use --label-from-file")
     if lines or doc_sep is not None or any(str(p) == "-" for p in paths):
         inputs = read_inputs(paths, encoding, errors)
-        return [d for _, text in inputs for d in split_text(text, lines, doc_sep)], [name for name, _ in inputs]
-    return TextFiles(tuple(paths), encoding, errors), [str(p) for p in paths]
+        docs = [(name, split_text(text, lines, doc_sep)) for name, text in inputs]
+        return label_inputs(docs, label_sep, label_from_file), [name for name, _ in inputs]
+    labels = tuple(file_label(str(p)) for p in paths) if label_from_file else None
+    return TextFiles(tuple(paths), encoding, errors, labels), [str(p) for p in paths]
 
 
-def fit_vocab(chars: set[str], vocab: Vocab | None, grow: bool, max_vocab: int) -> Vocab:
-    """The vocabulary to encode a corpus of these distinct characters with: its own (no vocab given);
-    the given one (a resumed run's) when it covers them; with `grow`, the given one (a base model's,
-    --init) with the characters it lacks appended in code point order, every existing id kept."""
+def fit_vocab(chars: set[str], vocab: Vocab | None, grow: bool, max_vocab: int, labels: set[str] | None = None) -> Vocab:
+    """The vocabulary to encode a corpus of these distinct characters (and labels) with: its own (no vocab
+    given); the given one (a resumed run's) when it covers them; with `grow`, the given one (a base model's,
+    --init) with the characters and labels it lacks appended, each in sorted order, every existing character's
+    id kept (labels follow the characters, so theirs move up by the characters added: finetune.grown_weights)."""
+    labels = labels or set()
     if vocab is None:
-        vocab = Vocab(sorted(chars))
+        vocab = Vocab(sorted(chars), sorted(labels))
     else:
-        new = sorted(chars.difference(vocab.chars))
-        if not new:
+        if vocab.labels and not labels:
+            raise UsageError("the model was trained with labels, and this corpus has none; label its documents "
+                             "(--label-sep or --label-from-file)")
+        new, new_labels = sorted(chars.difference(vocab.chars)), sorted(labels.difference(vocab.labels))
+        if not new and not new_labels:
             return vocab
         if not grow:
-            raise UsageError("the corpus has characters the checkpoint's vocabulary lacks; start a new run")
-        vocab = Vocab(vocab.chars + tuple(new))
+            raise UsageError(f"the corpus has {'characters' if new else 'labels'} the checkpoint's vocabulary lacks; "
+                             "start a new run")
+        vocab = Vocab(vocab.chars + tuple(new), vocab.labels + tuple(new_labels))
     check_vocab_size(vocab, max_vocab)
     return vocab
 
 
-def corpus_from_docs(docs: list[str], vocab: Vocab | None, val_frac: float, whole: bool, seed: int,
+def corpus_from_docs(docs: list[str] | Labelled, vocab: Vocab | None, val_frac: float, whole: bool, seed: int,
                      max_vocab: int = MAX_VOCAB, grow: bool = False) -> Corpus:
     """A corpus held in memory (standard input, --lines, --doc-sep, library callers); vocab and grow as fit_vocab."""
-    vocab = fit_vocab(set().union(*docs), vocab, grow, max_vocab)
-    split = split_documents(docs, vocab, val_frac, whole=whole, seed=seed)
+    texts, labels = texts_and_labels(docs)
+    vocab = fit_vocab(set().union(*texts), vocab, grow, max_vocab, set(labels) if labels else None)
+    split = split_documents(texts, vocab, val_frac, whole=whole, seed=seed, labels=labels)
     dtype = token_dtype(len(vocab))
-    return Corpus(vocab=vocab, train=split.train.astype(dtype), val=split.val.astype(dtype), fingerprint=fingerprint(docs),
-                  doc_hashes=np.array(sorted({doc_hash(d) for d in docs}), dtype=np.int64),
-                  chars=sum(len(d) for d in docs), documents=len(docs))
+    return Corpus(vocab=vocab, train=split.train.astype(dtype), val=split.val.astype(dtype),
+                  fingerprint=fingerprint(texts, labels), doc_hashes=np.array(sorted({doc_hash(d) for d in texts}),
+                                                                              dtype=np.int64),
+                  chars=sum(len(d) for d in texts), documents=len(texts),
+                  label_counts=label_counts(labels) if labels else None)
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -157,7 +177,7 @@ def iter_text(path: Path, encoding: str = "utf-8", errors: str = "strict", chunk
 class _Scan:
     codes: np.ndarray  # distinct code points seen
     chars: list[int]  # characters per file
-    fingerprint: str
+    digests: list[bytes]  # each file's sha256 (data.fingerprint_of)
     doc_hashes: list[int]
 
 
@@ -181,7 +201,7 @@ def _scan(paths: list[Path], encoding: str, errors: str, progress: Callable[[int
         counts.append(n)
         digests.append(whole.digest())
         hashes.append(int.from_bytes(per_doc.digest(), "little", signed=True))
-    return _Scan(codes, counts, hashlib.sha256(b"".join(digests)).hexdigest(), hashes)
+    return _Scan(codes, counts, digests, hashes)
 
 
 def _stat_key(paths: list[Path]) -> list:
@@ -190,11 +210,13 @@ def _stat_key(paths: list[Path]) -> list:
 
 def prepare_corpus(paths: list[Path], cache_dir: Path, val_frac: float, encoding: str = "utf-8", errors: str = "strict",
                    vocab: Vocab | None = None, max_vocab: int = MAX_VOCAB,
-                   progress: Callable[[str, int, int], None] | None = None, grow: bool = False) -> Corpus:
+                   progress: Callable[[str, int, int], None] | None = None, grow: bool = False,
+                   labels: list[str] | None = None) -> Corpus:
     """Encode text files (each a document) into train/val token files under cache_dir (a folder in
     the run directory, made once the input has passed every check), or reuse them.
 
     vocab, grow: as fit_vocab (a resumed run's vocabulary, or a base model's to grow); by default the corpus's own.
+    labels: each file's label (--label-from-file), or None.
     progress(stage, done_bytes, total_bytes) is called as the files are read.
     """
     check_decoding(encoding, errors)
@@ -202,20 +224,25 @@ def prepare_corpus(paths: list[Path], cache_dir: Path, val_frac: float, encoding
         raise UsageError(f"--val-frac must be in [0, 1), got {val_frac}")
     for p in paths:
         check_text_file(p)
-    settings = {"version": CACHE_VERSION, "encoding": encoding, "errors": errors, "val_frac": val_frac}
+    if labels is not None:
+        check_labels(labels)
+    settings = {"version": CACHE_VERSION, "encoding": encoding, "errors": errors, "val_frac": val_frac,
+                **({"labels": list(labels)} if labels is not None else {})}
     meta_path = cache_dir / "corpus.json"
     meta = _cached_meta(meta_path, settings, vocab, grow)
     if meta and meta["stat"] == _stat_key(paths):
         return _open(cache_dir, meta)  # untouched files: no need to read them
     ticker = _Ticker(progress, sum(p.stat().st_size for p in paths))
     scan = _scan(paths, encoding, errors, ticker.stage("reading"))
-    if meta and meta["fingerprint"] == scan.fingerprint:
+    found = fingerprint_of(scan.digests, labels)
+    if meta and meta["fingerprint"] == found:
         meta["stat"] = _stat_key(paths)  # touched, not changed
         _write_json(meta_path, meta)
         return _open(cache_dir, meta)
-    vocab = fit_vocab({chr(c) for c in scan.codes}, vocab, grow, max_vocab)
+    vocab = fit_vocab({chr(c) for c in scan.codes}, vocab, grow, max_vocab, set(labels) if labels else None)
     ks = [n - int(round(n * val_frac)) for n in scan.chars]  # as split_documents: the last val_frac is held out
-    check_split(val_frac, val_len=sum(n - k + 1 for n, k in zip(scan.chars, ks, strict=True) if k < n),
+    opened = 2 if labels else 1  # a held-out tail: its label (if any) and the closing EOS
+    check_split(val_frac, val_len=sum(n - k + opened for n, k in zip(scan.chars, ks, strict=True) if k < n),
                 train_text=sum(ks))
     dtype = token_dtype(len(vocab))
     try:  # only now that the input has passed every check
@@ -223,10 +250,12 @@ def prepare_corpus(paths: list[Path], cache_dir: Path, val_frac: float, encoding
     except OSError as e:
         raise CharRNNError(f"cannot create the run directory {cache_dir.parent}: {e.strerror}; choose another --out") from None
     meta_path.unlink(missing_ok=True)  # never a record that describes other arrays than those on disk
-    lengths = _encode(paths, scan.chars, ks, vocab, dtype, cache_dir, encoding, errors, ticker.stage("encoding"))
-    meta = {"settings": settings, "stat": _stat_key(paths), "fingerprint": scan.fingerprint, "vocab": "".join(vocab.chars),
+    heads = [[vocab.label_id(n)] if labels else [] for n in (labels or paths)]
+    lengths = _encode(paths, scan.chars, ks, heads, vocab, dtype, cache_dir, encoding, errors, ticker.stage("encoding"))
+    meta = {"settings": settings, "stat": _stat_key(paths), "fingerprint": found, "vocab": "".join(vocab.chars),
             "dtype": dtype.name, "lengths": lengths, "chars": sum(scan.chars), "documents": len(paths),
-            "doc_hashes": sorted(set(scan.doc_hashes))}
+            "doc_hashes": sorted(set(scan.doc_hashes)),
+            **({"labels": list(vocab.labels), "label_counts": label_counts(labels)} if labels else {})}
     _write_json(meta_path, meta)
     return _open(cache_dir, meta)
 
@@ -258,15 +287,17 @@ def _cached_meta(meta_path: Path, settings: dict, vocab: Vocab | None, grow: boo
         return None  # a damaged cache is rebuilt
     if meta and vocab is not None:
         ours, theirs = "".join(vocab.chars), meta.get("vocab", "")
-        if not (theirs.startswith(ours) if grow else theirs == ours):
+        same_labels = list(vocab.labels) == meta.get("labels", [])[: len(vocab.labels) if grow else None]
+        if not (theirs.startswith(ours) if grow else theirs == ours) or not same_labels:
             return None  # encoded with other ids (resume --force on another corpus, another base): encode again
     return meta if meta and meta["settings"] == settings else None
 
 
-def _encode(paths: list[Path], chars: list[int], ks: list[int], vocab: Vocab, dtype: np.dtype, cache_dir: Path, encoding: str,
-            errors: str, tick: Callable[[int], None]) -> dict[str, int]:
-    """Write train.bin and val.bin: per file (n chars) EOS, its first k ids to train, the rest (then EOS) to validation,
-    and a closing EOS; returns the lengths written. Temp files, fsync, then renames: never a torn array."""
+def _encode(paths: list[Path], chars: list[int], ks: list[int], heads: list[list[int]], vocab: Vocab, dtype: np.dtype,
+            cache_dir: Path, encoding: str, errors: str, tick: Callable[[int], None]) -> dict[str, int]:
+    """Write train.bin and val.bin: per file (n chars) EOS, its head (its label's id, or nothing), its first k ids to
+    train, the head and the rest (then EOS) to validation, and a closing EOS; returns the lengths written. Temp files,
+    fsync, then renames: never a torn array."""
     lengths = {"train": 0, "val": 0}
     eos = np.array([EOS], dtype=dtype)
     # Temporary names per process: under torchrun, processes on another machine may encode the same
@@ -279,8 +310,11 @@ def _encode(paths: list[Path], chars: list[int], ks: list[int], vocab: Vocab, dt
                 f.write(ids.tobytes())
                 lengths[name] += len(ids)
 
-            for p, n, k in zip(paths, chars, ks, strict=True):
-                put(ft, "train", eos)
+            for p, n, k, head in zip(paths, chars, ks, heads, strict=True):
+                head = np.array(head, dtype=dtype)
+                put(ft, "train", np.concatenate([eos, head]))
+                if k < n:
+                    put(fv, "val", head)
                 pos = 0
                 for text in iter_text(p, encoding, errors):
                     ids = vocab.encode(text).astype(dtype)
@@ -331,6 +365,6 @@ def _open(cache_dir: Path, meta: dict) -> Corpus:
         n = meta["lengths"][name]
         arrays[name] = (np.memmap(cache_dir / f"{name}.bin", dtype=meta["dtype"], mode="r", shape=(n,)) if n
                         else np.zeros(0, dtype=meta["dtype"]))
-    return Corpus(vocab=Vocab(list(meta["vocab"])), train=arrays["train"], val=arrays["val"],
+    return Corpus(vocab=Vocab(list(meta["vocab"]), meta.get("labels", ())), train=arrays["train"], val=arrays["val"],
                   fingerprint=meta["fingerprint"], doc_hashes=np.array(meta["doc_hashes"], dtype=np.int64),
-                  chars=meta["chars"], documents=meta["documents"])
+                  chars=meta["chars"], documents=meta["documents"], label_counts=meta.get("label_counts"))

@@ -3,6 +3,10 @@
 The vocabulary is the corpus's distinct characters, sorted, behind a reserved end-of-sequence
 symbol (EOS) at index 0. EOS follows every document, and the stream starts with one, so "EOS"
 also means "start of a document": an unprimed sample begins a fresh document.
+
+A labelled corpus (labels.py) adds one symbol per label after the characters: a labelled document
+is read as EOS, its label, its text, so the model learns which labels documents start with and
+what a document of each kind is like.
 """
 
 from __future__ import annotations
@@ -24,19 +28,24 @@ EOS_NAME = "<eos>"
 
 
 class Vocab:
-    """Maps characters to ids 1..V-1 (0 is EOS) and back.
+    """Maps characters to ids 1..C (0 is EOS) and back, and labels to the ids after them.
 
-    `chars[i]` is the character of id i+1. Encoding and decoding round-trip any text made of
-    characters in the vocabulary, astral-plane characters and combining marks included, since
-    ids are per Unicode code point.
+    `chars[i]` is the character of id i+1; `labels[j]` is the label of id text_size + j. Encoding and
+    decoding round-trip any text made of characters in the vocabulary, astral-plane characters and
+    combining marks included, since ids are per Unicode code point. A label is never text: encode
+    never yields one and decode drops them.
     """
 
-    def __init__(self, chars: list[str] | tuple[str, ...]):
-        chars = tuple(chars)
+    def __init__(self, chars: list[str] | tuple[str, ...], labels: list[str] | tuple[str, ...] = ()):
+        chars, labels = tuple(chars), tuple(labels)
         if any(len(c) != 1 for c in chars) or len(set(chars)) != len(chars):
             raise ValueError("vocabulary must be distinct single characters")
-        self.chars = chars
+        if any(not isinstance(n, str) or not n for n in labels) or len(set(labels)) != len(labels):
+            raise ValueError("labels must be distinct, non-empty names")
+        self.chars, self.labels = chars, labels
+        self.text_size = len(chars) + 1  # EOS and the characters: what text positions may hold
         self._index = {c: i + 1 for i, c in enumerate(chars)}
+        self._label_index = {n: self.text_size + j for j, n in enumerate(labels)}
         # Sorted code points let numpy encode a whole corpus without a Python loop per character.
         order = sorted(range(len(chars)), key=lambda i: ord(chars[i]))
         self._codes = np.array([ord(chars[i]) for i in order], dtype=np.uint32)
@@ -49,8 +58,25 @@ class Vocab:
             seen.update(t)
         return cls(sorted(seen))
 
+    @classmethod
+    def from_record(cls, record: dict) -> Vocab:
+        """The vocabulary a checkpoint records ("vocab", and "labels" where it was trained with them)."""
+        return cls(record["vocab"], record.get("labels", ()))
+
+    def record(self) -> dict:
+        """What a checkpoint keeps of it (from_record's input); no "labels" entry without labels."""
+        return {"vocab": list(self.chars), **({"labels": list(self.labels)} if self.labels else {})}
+
     def __len__(self) -> int:
-        return len(self.chars) + 1
+        return self.text_size + len(self.labels)
+
+    def label_id(self, name: str, option: str = "--label") -> int:
+        """The id of label `name`; a UsageError naming the labels there are (or saying there are none)."""
+        if name in self._label_index:
+            return self._label_index[name]
+        if not self.labels:
+            raise UsageError(f"{option} {name!r}: this model was trained without labels; leave {option} out")
+        raise UsageError(f"{option} {name!r} is not one of the model's labels: {describe_labels(self.labels)}")
 
     def __contains__(self, ch: str) -> bool:
         return ch in self._index
@@ -70,13 +96,21 @@ class Vocab:
         return self._code_ids[pos]
 
     def decode(self, ids) -> str:
-        """ids -> text; EOS decodes to nothing."""
-        chars = self.chars
-        return "".join(chars[i - 1] for i in (int(i) for i in ids) if i != EOS)
+        """ids -> text; EOS and labels decode to nothing."""
+        chars, end = self.chars, self.text_size
+        return "".join(chars[i - 1] for i in (int(i) for i in ids) if EOS < i < end)
 
     def token(self, i: int) -> str:
-        """Printable name of one id (EOS shows as <eos>)."""
+        """Printable name of one id (EOS shows as <eos>, a label as <label:NAME>)."""
+        if i >= self.text_size:
+            return f"<label:{self.labels[i - self.text_size]}>"
         return EOS_NAME if i == EOS else self.chars[i - 1]
+
+
+def describe_labels(labels: tuple[str, ...] | list[str], limit: int = 20) -> str:
+    """The labels for a message: 'a, b, c', the first `limit` of many and how many more."""
+    shown = ", ".join(labels[:limit])
+    return shown + (f" and {len(labels) - limit} more (charrnn info lists them)" if len(labels) > limit else "")
 
 
 def check_vocab_size(vocab: Vocab, limit: int = MAX_VOCAB) -> None:
@@ -189,10 +223,23 @@ def doc_hash(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little", signed=True)
 
 
-def fingerprint(texts: list[str]) -> str:
+def fingerprint(texts: list[str], labels: list[str] | None = None) -> str:
     """sha256 over the sha256 of each document, in order (so boundaries count, and a corpus
-    streamed from disk a chunk at a time gets the same fingerprint as one held in memory)."""
-    return hashlib.sha256(b"".join(hashlib.sha256(t.encode("utf-8")).digest() for t in texts)).hexdigest()
+    streamed from disk a chunk at a time gets the same fingerprint as one held in memory);
+    a labelled document's digest follows its label's (label_digest)."""
+    digests = [hashlib.sha256(t.encode("utf-8")).digest() for t in texts]
+    return fingerprint_of(digests, labels)
+
+
+def fingerprint_of(digests: list[bytes], labels: list[str] | None = None) -> str:
+    """fingerprint() from each document's sha256 digest."""
+    if labels is not None:
+        digests = [label_digest(n) + d for n, d in zip(labels, digests, strict=True)]
+    return hashlib.sha256(b"".join(digests)).hexdigest()
+
+
+def label_digest(name: str) -> bytes:
+    return hashlib.sha256(b"label\x00" + name.encode("utf-8")).digest()
 
 
 @dataclass(frozen=True)
@@ -208,32 +255,43 @@ class Split:
     val: np.ndarray
 
 
-def split_documents(docs: list[str], vocab: Vocab, val_frac: float, whole: bool = False, seed: int = 0) -> Split:
+def split_documents(docs: list[str], vocab: Vocab, val_frac: float, whole: bool = False, seed: int = 0,
+                    labels: list[str] | None = None) -> Split:
     """Hold out validation text, never trained on.
 
     whole=False: the last `val_frac` of every document (for books and other long documents).
     whole=True: whole documents, drawn at random (seeded) until they hold `val_frac` of the
     characters (for line and document corpora, where a document's tail is no fair test).
+    labels: each document's label (vocab has them): its id follows the EOS that opens the document, and
+    opens a held-out tail too.
     """
     if not 0.0 <= val_frac < 1.0:
         raise UsageError(f"--val-frac must be in [0, 1), got {val_frac}")
+    heads = [label_head(vocab, labels[i] if labels else None) for i in range(len(docs))]
     if whole:
         held = held_out_documents(docs, val_frac, seed)
-        train = document_stream([d for i, d in enumerate(docs) if i not in held], vocab)
-        val = document_stream([docs[i] for i in sorted(held)], vocab) if held else np.zeros(0, dtype=np.int64)
+        train = document_stream([d for i, d in enumerate(docs) if i not in held], vocab,
+                                [n for i, n in enumerate(labels) if i not in held] if labels else None)
+        val = (document_stream([docs[i] for i in sorted(held)], vocab, [labels[i] for i in sorted(held)] if labels else None)
+               if held else np.zeros(0, dtype=np.int64))
     else:
         eos = np.array([EOS], dtype=np.int64)
         train_parts, val_parts = [], []
-        for d in docs:
+        for d, head in zip(docs, heads, strict=True):
             ids = vocab.encode(d)
             k = len(ids) - int(round(len(ids) * val_frac))
-            train_parts += [eos, ids[:k]]
+            train_parts += [eos, head, ids[:k]]
             if k < len(ids):
-                val_parts += [ids[k:], eos]
+                val_parts += [head, ids[k:], eos]
         train = np.concatenate(train_parts + [eos])
         val = np.concatenate(val_parts) if val_parts else np.zeros(0, dtype=np.int64)
-    check_split(val_frac, len(val), int(np.count_nonzero(train != EOS)))
+    check_split(val_frac, len(val), int(np.count_nonzero((train != EOS) & (train < vocab.text_size))))
     return Split(train=train, val=val)
+
+
+def label_head(vocab: Vocab, label: str | None) -> np.ndarray:
+    """What follows a document's opening EOS before its text: its label's id, or nothing."""
+    return np.array([] if label is None else [vocab.label_id(label)], dtype=np.int64)
 
 
 def check_split(val_frac: float, val_len: int, train_text: int) -> None:
@@ -246,10 +304,13 @@ def check_split(val_frac: float, val_len: int, train_text: int) -> None:
         raise UsageError(f"--val-frac {val_frac} leaves no training text; lower it or give a longer corpus")
 
 
-def document_stream(docs: list[str], vocab: Vocab) -> np.ndarray:
-    """Whole documents as one id stream, each opened and closed by EOS: EOS d1 EOS d2 ... EOS."""
+def document_stream(docs: list[str], vocab: Vocab, labels: list[str] | None = None) -> np.ndarray:
+    """Whole documents as one id stream, each opened and closed by EOS: EOS d1 EOS d2 ... EOS;
+    with labels, each label's id after the EOS that opens its document: EOS L1 d1 EOS L2 d2 ... EOS."""
     eos = np.array([EOS], dtype=np.int64)
-    return np.concatenate([eos] + [part for d in docs for part in (vocab.encode(d), eos)])
+    heads = [label_head(vocab, labels[i] if labels else None) for i in range(len(docs))]
+    return np.concatenate([eos] + [part for d, head in zip(docs, heads, strict=True)
+                                   for part in (head, vocab.encode(d), eos)])
 
 
 def held_out_documents(docs: list[str], val_frac: float, seed: int) -> set[int]:

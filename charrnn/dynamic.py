@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from .config import DynamicConfig
-from .data import EOS, Vocab
+from .data import EOS, Vocab, label_head
 from .errors import UsageError
+from .heads import IGNORE
 from .metrics import Loss
 from .model import CharRNN, detach_state
 from .runtime import to_device
@@ -87,14 +88,19 @@ class Adapter:
         self.rule = RULES[cfg.rule](list(self.model.parameters()), cfg)
         self.state = None
 
-    def feed(self, ids: np.ndarray) -> Loss:
-        """Score ids[1:] given ids[0] and everything fed before (the carried state), adapting after each segment."""
-        n = len(ids) - 1
+    def feed(self, ids: np.ndarray, scored_below: int | None = None) -> Loss:
+        """Score ids[1:] given ids[0] and everything fed before (the carried state), adapting after each segment.
+        Ids from scored_below up (labels) are read, not scored."""
+        n, unscored = len(ids) - 1, 0
         total = torch.zeros((), dtype=torch.float64, device=self.device)  # read once at the end: no wait per segment
         for s in range(0, n, self.cfg.segment):
             e = min(n, s + self.cfg.segment)
             x = to_device(torch.from_numpy(np.asarray(ids[s:e], dtype=np.int64)), self.device)[None]
-            y = to_device(torch.from_numpy(np.asarray(ids[s + 1 : e + 1], dtype=np.int64)), self.device)
+            y = np.asarray(ids[s + 1 : e + 1], dtype=np.int64)
+            if scored_below is not None and (y >= scored_below).any():
+                unscored += int((y >= scored_below).sum())
+                y = np.where(y >= scored_below, IGNORE, y)
+            y = to_device(torch.from_numpy(y), self.device)
             with torch.enable_grad():
                 nlls, state = self.model(x, self.state, y[None])
                 nll = nlls.sum()
@@ -102,23 +108,24 @@ class Adapter:
             total += nll.detach()
             self.rule.step()
             self.state = detach_state(state)
-        return Loss(float(total), n)
+        return Loss(float(total), n - unscored)
 
-    def document(self, ids: np.ndarray) -> Loss:
+    def document(self, ids: np.ndarray, scored_below: int | None = None) -> Loss:
         """Score one document (EOS, its ids, EOS) from a fresh state, adapting; the weights carry over."""
         self.state = None
-        return self.feed(ids)
+        return self.feed(ids, scored_below)
 
 
-def dynamic_evaluate(model: CharRNN, ids: np.ndarray, cfg: DynamicConfig) -> Loss:
-    """The loss of ids[1:] under dynamic evaluation (one pass, state carried, weights adapting)."""
-    return Adapter(model, cfg).feed(ids)
+def dynamic_evaluate(model: CharRNN, ids: np.ndarray, cfg: DynamicConfig, scored_below: int | None = None) -> Loss:
+    """The loss of ids[1:] under dynamic evaluation (one pass, state carried, weights adapting); labels unscored."""
+    return Adapter(model, cfg).feed(ids, scored_below)
 
 
-def adapted_to_prime(model: CharRNN, vocab: Vocab, prime: str, cfg: DynamicConfig) -> CharRNN:
-    """A copy of the model adapted to the prime (read as the start of a document), in eval mode, for sampling."""
+def adapted_to_prime(model: CharRNN, vocab: Vocab, prime: str, cfg: DynamicConfig, label: str | None = None) -> CharRNN:
+    """A copy of the model adapted to the prime (read as the start of a document, of `label`'s kind when given),
+    in eval mode, for sampling."""
     if len(prime) < 2:
         raise UsageError("--adapt learns from the prime: give one with --prime or --prime-file (the longer, the more it adapts)")
     adapter = Adapter(model, cfg)
-    adapter.feed(np.concatenate([[EOS], vocab.encode(prime)]))
+    adapter.feed(np.concatenate([[EOS], label_head(vocab, label), vocab.encode(prime)]), vocab.text_size)
     return adapter.model.eval()

@@ -45,7 +45,7 @@ def load_base(spec: str | Path) -> Base:
         raise UsageError(f"--init {spec}: no such checkpoint or run directory; pass a .pt file, a run directory or 'base'")
     ckpt = load_checkpoint(path)
     try:
-        vocab, mc = Vocab(ckpt["vocab"]), ModelConfig(**ckpt["model_config"])
+        vocab, mc = Vocab.from_record(ckpt), ModelConfig(**ckpt["model_config"])
         weights = {k: v.float() for k, v in ckpt["model"].items()}
     except (KeyError, TypeError, ValueError, AttributeError):
         raise UsageError(f"--init {path}: the checkpoint is incomplete or inconsistent; use best.pt or last.pt "
@@ -71,20 +71,36 @@ def refuse_shape_flags(given: dict, base: Base) -> None:
 
 
 def grown_weights(base: Base, vocab: Vocab) -> dict[str, torch.Tensor]:
-    """The base's weights for `vocab`, which extends the base's (finetune's contract: old ids unchanged).
+    """The base's weights for `vocab`, which extends the base's (fit_vocab's contract: old characters' ids unchanged,
+    old labels' ids moved up by the characters added).
 
-    A new character's embedding is the mean of the old ones, so the network meets it as an
+    A new character's (or label's) embedding is the mean of the old ones, so the network meets it as an
     average character; its output row is the mean of the old output rows (with adaptive softmax, of
     the last cluster's, which new characters join), its bias lowered so that it starts unlikely
     (NEW_CHAR_SHARE) and the old characters keep their probabilities (heads.*.grown).
     """
-    old, new = len(base.vocab), len(vocab)
-    if vocab.chars[: old - 1] != base.vocab.chars:
+    old = base.vocab
+    if vocab.chars[: len(old.chars)] != old.chars or vocab.labels[: len(old.labels)] != old.labels:
         raise ValueError("the vocabulary does not extend the base's")
     w = dict(base.weights)
-    if new == old:
+    if len(vocab) == len(old):
         return w
     emb = w["embed.weight"]
-    w["embed.weight"] = torch.cat([emb, emb[1:old].mean(0, keepdim=True).expand(new - old, -1)])  # EOS left out
-    head_class(base.model_config.softmax).grown(w, "head.", old, new, NEW_CHAR_SHARE)
+    w["embed.weight"] = torch.cat([emb, emb[1:].mean(0, keepdim=True).expand(len(vocab) - len(old), -1)])  # EOS left out
+    head = head_class(base.model_config.softmax)
+    head.grown(w, "head.", len(old), len(vocab), NEW_CHAR_SHARE)
+    if old.labels and vocab.text_size > old.text_size:  # rows are old ids then added ones: put labels after chars
+        order = grown_order(old, vocab)
+        w["embed.weight"] = w["embed.weight"][order]
+        head.reordered(w, "head.", order)
     return w
+
+
+def grown_order(old: Vocab, new: Vocab) -> torch.Tensor:
+    """For each id of `new`, its row among the old ids' rows followed by the added ones' (new characters, then new
+    labels)."""
+    added_chars = new.text_size - old.text_size
+    return torch.cat([torch.arange(old.text_size),  # EOS and the old characters keep their ids
+                      len(old) + torch.arange(added_chars),  # new characters
+                      old.text_size + torch.arange(len(old.labels)),  # old labels
+                      len(old) + added_chars + torch.arange(len(new.labels) - len(old.labels))])

@@ -60,6 +60,11 @@ class FullHead(nn.Linear):
         weight, bias = w[prefix + "weight"], w[prefix + "bias"]
         w[prefix + "weight"], w[prefix + "bias"] = _grow_rows(weight, bias, slice(1, old), new - old, share)
 
+    @staticmethod
+    def reordered(w: dict[str, torch.Tensor], prefix: str, order: torch.Tensor) -> None:
+        """Id i's row becomes row order[i] of before (labels move up as --init adds characters: finetune)."""
+        w[prefix + "weight"], w[prefix + "bias"] = w[prefix + "weight"][order], w[prefix + "bias"][order]
+
 
 class AdaptiveHead(nn.Module):
     """Adaptive softmax over ranks (0 = the most frequent character); `rank` maps vocabulary ids to ranks.
@@ -121,6 +126,11 @@ class AdaptiveHead(nn.Module):
         w[key + "weight"], w[key + "bias"] = _grow_rows(w[key + "weight"], w[key + "bias"], slice(None), new - old, share)
         rank = w[prefix + "rank"]
         w[prefix + "rank"] = torch.cat([rank, torch.arange(old, new, dtype=rank.dtype)])
+
+    @staticmethod
+    def reordered(w: dict[str, torch.Tensor], prefix: str, order: torch.Tensor) -> None:
+        """Id i takes the rank of id order[i] before (the clusters' rows follow ranks, not ids)."""
+        w[prefix + "rank"] = w[prefix + "rank"][order]
 
 
 HEADS: dict[str, type] = {"full": FullHead, "adaptive": AdaptiveHead}

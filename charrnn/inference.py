@@ -22,7 +22,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[Ch
     try:
         model = CharRNN(ModelConfig(**ckpt["model_config"]))
         model.load_state_dict(ckpt["model"])
-        vocab = Vocab(ckpt["vocab"])
+        vocab = Vocab.from_record(ckpt)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise UsageError(f"{path}: the checkpoint is incomplete or inconsistent ({str(e).splitlines()[0][:120]})") from None
     return model.to(device).eval(), vocab, ckpt
@@ -46,7 +46,7 @@ def open_model(checkpoint: Path | None, device: str = "cpu", threads: int | None
 def describe(ckpt: dict) -> list[tuple[str, str]]:
     """Rows (name, value) describing a checkpoint, for `charrnn info`."""
     mc, tc, prog, corpus = ckpt["model_config"], ckpt["train_config"], ckpt["progress"], ckpt["corpus"]
-    vocab = ckpt["vocab"]
+    vocab, labels = ckpt["vocab"], ckpt.get("labels", [])
     params = sum(t.numel() for t in ckpt["model"].values() if t.is_floating_point())  # not an adaptive head's ranks
     preview = "".join(vocab[:80]).replace("\n", "⏎").replace("\t", "⇥").replace(" ", "␠")
     budget = ", ".join(
@@ -58,7 +58,9 @@ def describe(ckpt: dict) -> list[tuple[str, str]]:
         ("model", f"{mc['cell']} {mc['layers']} x {mc['hidden']}, embed {mc['embed']}, "
                    f"{model.regularisation.describe()}, {model.describe_softmax()}"),
         ("parameters", f"{params:,}"),
-        ("vocabulary", f"{len(vocab) + 1} symbols (EOS + {len(vocab)} chars): {preview}{'…' if len(vocab) > 80 else ''}"),
+        ("vocabulary", f"{len(vocab) + 1 + len(labels)} symbols (EOS + {len(vocab)} chars"
+                       f"{f' + {len(labels)} labels' if labels else ''}): {preview}{'…' if len(vocab) > 80 else ''}"),
+        *([("labels", describe_label_counts(labels, corpus.get("label_counts") or {}))] if labels else []),
         ("training", f"batch {tc['batch_size']} x seq {tc['seq_len']}{_optimizer(tc)}, lr {tc['lr']:g}, warm-up {tc['warmup']}, "
                      f"weight decay {tc['weight_decay']}, clip {tc['clip']}, seed {tc['seed']}; {budget}; "
                      f"validation: {'whole documents' if tc.get('whole_documents') else 'tail of each document'}"),
@@ -71,6 +73,12 @@ def describe(ckpt: dict) -> list[tuple[str, str]]:
         *_lineage_rows(ckpt.get("base"), vocab),
         ("format", f"{ckpt['format']} v{ckpt['version']}"),
     ]
+
+
+def describe_label_counts(labels: list[str], counts: dict[str, int]) -> str:
+    """'name (N documents), ...' in the vocabulary's order: what `sample --label` takes and how much it learned of each."""
+    return ", ".join(f"{name} ({counts[name]:,} document{'s' if counts[name] != 1 else ''})" if name in counts
+                     else f"{name} (none in the last corpus)" for name in labels)
 
 
 def _optimizer(tc: dict) -> str:

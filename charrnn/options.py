@@ -49,7 +49,14 @@ def dynamic_option(more: str = ""):
                         "text as it reads it (a copy; the checkpoint is unchanged), reported beside the static figure." + more)
 
 
-SHARED = {"device": device_option}  # config fields that use a shared definition (config.setting(shared=...))
+def label_option(default=None):
+    return typer.Option(default, "--label", help="A kind of document: one of the labels the model was trained with "
+                        "(charrnn info lists them). (default for sample: each sample's kind drawn as the corpus has "
+                        "them, or as the prime suggests)")
+
+
+# Config fields that use a shared definition (config.setting(shared=...)).
+SHARED = {"device": device_option, "label": label_option}
 
 
 def _flag(f: Field) -> str:

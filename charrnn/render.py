@@ -93,14 +93,15 @@ def write_samples(events, prime: str, n: int, out) -> None:
     out.flush()
 
 
-def write_whole_samples(samples: Iterable[tuple[str, str]], prime: str, seed: int, as_json: bool, out) -> int:
-    """Print whole samples (text, why it ended: eos, stop or length) as they are accepted: plain or one JSON
-    object each; returns how many."""
+def write_whole_samples(samples: Iterable[tuple[str, str, str | None]], prime: str, seed: int, as_json: bool, out) -> int:
+    """Print whole samples (text, why it ended: eos, stop or length, its label or None) as they are accepted: plain
+    or one JSON object each; returns how many."""
     made = 0
     cut_before = False
-    for text, ended in samples:
+    for text, ended, label in samples:
         if as_json:
-            record = {"index": made, "text": text, "prime": prime, "ended": ended, "seed": seed}
+            record = {"index": made, "text": text, "prime": prime, "ended": ended, "seed": seed,
+                      **({"label": label} if label is not None else {})}
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
         else:
             out.write(("\n" if cut_before else "") + text + "\n")  # a blank line after a sample cut at --length
@@ -114,11 +115,11 @@ def write_beams(found, prime: str, beam: int, as_json: bool, out) -> None:
     """Print beam search's continuations (beam.Hypothesis), likeliest first: as samples are, or one JSON object each
     with its log-probability (nats)."""
     if not as_json:  # as samples print
-        write_whole_samples(((prime + h.text, h.ended) for h in found), prime, 0, False, out)
+        write_whole_samples(((prime + h.text, h.ended, h.label) for h in found), prime, 0, False, out)
         return
     for index, h in enumerate(found):
         record = {"index": index, "text": prime + h.text, "prime": prime, "ended": h.ended,
-                  "logprob": round(h.logprob, 6), "beam": beam}
+                  "logprob": round(h.logprob, 6), "beam": beam, **({"label": h.label} if h.label is not None else {})}
         out.write(json.dumps(record, ensure_ascii=False) + "\n")
     out.flush()
 
@@ -144,28 +145,32 @@ def eval_row(name: str, loss: Loss, as_json: bool, dynamic: Loss | None = None) 
         print(f"{name}\t{m:.4f}\t{loss.bpc:.4f}\t{loss.perplexity:.3f}\t{loss.count}{extra}", flush=True)
 
 
-def score_record(doc: str, loss: Loss | None, unknown: list[str]) -> dict:
+def score_record(doc: str, loss: Loss | None, unknown: list[str], kind: tuple[str, float] | None = None) -> dict:
     """One scored document as JSON (score --json, serve's /v1/score): bpc and log-probability, None
-    with the unknown characters listed when the model cannot read it."""
+    with the unknown characters listed when the model cannot read it; for a labelled model scored without a
+    label, `kind` (its likeliest label, and that label's probability given the document)."""
     record = {"text": doc, "bpc": None if loss is None else round(loss.bpc, 5),
               "logprob": None if loss is None else round(-loss.nll, 5), "predictions": len(doc) + 1}
     if loss is None:
         record["unknown"] = unknown
+    if kind is not None:
+        record["label"], record["label_p"] = kind[0], round(kind[1], 5)
     return record
 
 
 def score_row(doc: str, loss: Loss | None, unknown: list[str], as_json: bool, dynamic: Loss | None = None,
-              show_dynamic: bool = False) -> None:
+              show_dynamic: bool = False, kind: tuple[str, float] | None = None, labelled: bool = False) -> None:
     """One document's score: bpc (inf for a document with unknown characters), with --dynamic the
-    dynamic-evaluation bpc beside it, and the text."""
+    dynamic-evaluation bpc beside it, with `labelled` its likeliest label (`kind`; '?' when unreadable), and the text."""
     if as_json:
-        record = score_record(doc, loss, unknown)
+        record = score_record(doc, loss, unknown, kind)
         if show_dynamic:
             record["dynamic_bpc"] = None if dynamic is None else round(dynamic.bpc, 5)
         print(json.dumps(record, ensure_ascii=False))
     else:
         inf = float("inf")
         extra = f"{dynamic.bpc if dynamic is not None else inf:.4f}\t" if show_dynamic else ""
+        extra += f"{kind[0] if kind else '?'}\t" if labelled else ""
         print(f"{loss.bpc if loss is not None else inf:.4f}\t{extra}{doc}")
 
 

@@ -26,6 +26,7 @@ from .data import Vocab
 from .distributed import World
 from .errors import CharRNNError, UsageError
 from .finetune import Base, grown_weights, load_base, refuse_shape_flags
+from .labels import Labelled
 from .runtime import asked_dtype, autocast, autocast_dtype
 
 
@@ -45,7 +46,7 @@ class Run:
     counts: np.ndarray | None = None  # each id's count in the training text: a new adaptive head's ranks
 
 
-def set_up(docs: list[str] | TextFiles, model_cfg: dict, cfg: TrainConfig, out: Path, sources: list[str] | None,
+def set_up(docs: list[str] | Labelled | TextFiles, model_cfg: dict, cfg: TrainConfig, out: Path, sources: list[str] | None,
            resume: bool, force: bool, doc_mode: dict | None, world: World, rep, init: str | None = None) -> Run:
     """Check the options, restore a resumed run's settings (or load the base of --init), prepare the corpus
     and choose the model."""
@@ -58,7 +59,7 @@ def set_up(docs: list[str] | TextFiles, model_cfg: dict, cfg: TrainConfig, out: 
     check_options(cfg, model_cfg, device)
     vocab = model_config = None
     if prev is not None:
-        vocab, model_config = Vocab(prev["vocab"]), ModelConfig(**prev["model_config"])
+        vocab, model_config = Vocab.from_record(prev), ModelConfig(**prev["model_config"])
         cfg = resumed_config(prev, cfg, rep)
     else:  # recorded as asked, so a resume keeps it
         cfg = replace(cfg, precision=cfg.precision or "auto", batch_size=cfg.batch_size or STREAMS)
@@ -70,9 +71,8 @@ def set_up(docs: list[str] | TextFiles, model_cfg: dict, cfg: TrainConfig, out: 
                    asked=f"--resume of a run trained in {cfg.precision}" if kept else None)
     split = prepare_data(docs, vocab, cfg, out, world, rep, grow=base is not None)
     if base is not None:
-        added = split.vocab.chars[len(base.vocab.chars):]
         rep.message(f"--init: starting from {base.path} ({base.model_config.layers} x {base.model_config.hidden}); "
-                    + (f"{len(added)} new character(s) added: {''.join(added)!r}" if added else "no new characters"))
+                    + growth_note(base.vocab, split.vocab))
     if prev is not None:
         refuse_contradictions(prev, split.fingerprint, model_cfg, force)
     if world.parallel and len(split.train) - 1 - cfg.seq_len < cfg.batch_size * world.size * cfg.seq_len:
@@ -188,7 +188,15 @@ def refuse_contradictions(prev: dict, fp: str, model_cfg: dict, force: bool) -> 
         raise UsageError(f"--resume refused: {'; '.join(diffs)}. Drop the conflicting flags, or add --force")
 
 
-def prepare_data(docs: list[str] | TextFiles, vocab: Vocab | None, cfg: TrainConfig, out: Path, world: World,
+def growth_note(old: Vocab, new: Vocab) -> str:
+    """What --init added to the base's vocabulary, as its start message says it."""
+    chars, labels = new.chars[len(old.chars):], new.labels[len(old.labels):]
+    said = [f"{len(chars)} new character(s) added: {''.join(chars)!r}"] if chars else []
+    said += [f"{len(labels)} new label(s) added: {', '.join(labels)}"] if labels else []
+    return "; ".join(said) or "no new characters"
+
+
+def prepare_data(docs: list[str] | Labelled | TextFiles, vocab: Vocab | None, cfg: TrainConfig, out: Path, world: World,
                  rep, grow: bool = False) -> Corpus:
     """The corpus in memory (documents) or streamed into a token cache in out/corpus (files); vocab and
     grow as corpus.fit_vocab."""
@@ -197,7 +205,8 @@ def prepare_data(docs: list[str] | TextFiles, vocab: Vocab | None, cfg: TrainCon
 
     def prepare():
         return prepare_corpus(list(docs.paths), out / "corpus", cfg.val_frac, docs.encoding, docs.errors, vocab=vocab,
-                              max_vocab=cfg.max_vocab, progress=rep.reading, grow=grow)
+                              max_vocab=cfg.max_vocab, progress=rep.reading, grow=grow,
+                              labels=None if docs.labels is None else list(docs.labels))
 
     if world.parallel:  # rank 0 encodes; the others then find the cache (and the same errors)
         error = None
@@ -383,14 +392,15 @@ def corpus_record(split: Corpus, model_config: ModelConfig, cfg: TrainConfig, so
                   doc_mode: dict | None) -> dict:
     """What every checkpoint of the run says about its vocabulary, configuration and corpus."""
     return {
-        "vocab": list(split.vocab.chars),
+        **split.vocab.record(),
         "model_config": model_config.to_dict(),
         "train_config": cfg.to_dict(),
         "corpus": {"fingerprint": split.fingerprint, "files": list(sources), "chars": split.chars,
                    "documents": split.documents, "train_chars": int(len(split.train)), "val_chars": int(len(split.val)),
                    # 8 bytes per distinct document, so `sample --novel` can drop copies of the corpus.
                    "doc_hashes": torch.from_numpy(split.doc_hashes),
-                   **(doc_mode or {"lines": False, "doc_sep": None})},
+                   **(doc_mode or {"lines": False, "doc_sep": None}),
+                   **({"label_counts": split.label_counts} if split.label_counts else {})},
     }
 
 

@@ -106,9 +106,12 @@ def next_ids(logits: torch.Tensor, cfg: SampleConfig, generator: torch.Generator
 
 
 def check_prime(vocab: Vocab, prime: str, skip_unknown: bool = False, name: str = "--prime",
-                fix: str = "remove them or pass --skip-unknown") -> str:
+                fix: str = "remove them or pass --skip-unknown", label: str | None = None) -> str:
     """The prime to use: with skip_unknown, without the characters the model never saw; else the prime,
-    refused (a UsageError naming them, the option `name` and the `fix`) if it has any."""
+    refused (a UsageError naming them, the option `name` and the `fix`) if it has any. A `label` the model
+    lacks is refused too (Vocab.label_id), so that nothing is written before the error."""
+    if label is not None:
+        vocab.label_id(label)
     if skip_unknown:
         return "".join(c for c in prime if c in vocab)
     missing = vocab.missing(prime)
@@ -123,17 +126,59 @@ def resolve_seed(seed: int | None) -> int:
 
 
 PRIME_CHUNK = 4096  # prime characters read per forward pass: the logits of every position are made, then dropped
+SCORES_PER_CHUNK = 1 << 24  # (rows x positions x vocabulary) one pass over the prime may make: 64 MB of float32
 
 
-def start(model: CharRNN, vocab: Vocab, prime: str, n: int, device: torch.device) -> tuple[torch.Tensor, State]:
-    """n streams that have read EOS (a document's start) and the prime: the logits (n, V) of their first
-    draw and their state. A long prime is read in chunks, the state carried, so memory stays bounded.
-    Call under inference_mode."""
-    ids = torch.tensor([EOS] + vocab.encode(prime).tolist(), dtype=torch.long, device=device)
-    state = None
-    for at in range(0, len(ids), PRIME_CHUNK):
-        logits, state = model(ids[at : at + PRIME_CHUNK].expand(n, -1), state)
-    return logits[:, -1], state
+def start(model: CharRNN, vocab: Vocab, prime: str, n: int, device: torch.device, label: str | None = None,
+          generator: torch.Generator | None = None, greedy: bool = False
+          ) -> tuple[torch.Tensor, State, list[str] | None]:
+    """n streams that have read EOS (a document's start) and the prime: the scores (n, vocab.text_size) of their first
+    draw, their state, and each one's label (None for a model without labels). Call under inference_mode.
+
+    A labelled model reads EOS, the label, then the prime. Without `label`, each stream's label is drawn
+    (from `generator`; the likeliest with greedy) from P(label | prime), which is the corpus's share of each
+    kind without a prime: so the samples are distributed as the model's documents that begin with the prime.
+    Text positions never hold a label: the scores cover EOS and the characters only.
+    """
+    prime_ids = vocab.encode(prime).tolist()
+    if label is not None or not vocab.labels:
+        head = [] if label is None else [vocab.label_id(label)]
+        ids = torch.tensor([EOS, *head, *prime_ids], dtype=torch.long, device=device)
+        state = None
+        for at in range(0, len(ids), PRIME_CHUNK):
+            logits, state = model(ids[at : at + PRIME_CHUNK].expand(n, -1), state)
+        return logits[:, -1, : vocab.text_size], state, None if label is None else [label] * n
+    rows = len(vocab.labels)
+    labels = torch.arange(vocab.text_size, len(vocab), device=device)[:, None]
+    ids = torch.cat([torch.full((rows, 1), EOS, dtype=torch.long, device=device), labels,
+                     torch.tensor(prime_ids, dtype=torch.long, device=device).expand(rows, -1)], 1)
+    logits, state, nats = _read(model, ids)
+    chosen = _choose(-nats, n, generator, greedy)
+    return logits.index_select(0, chosen)[:, : vocab.text_size], select_state(state, chosen), \
+        [vocab.labels[i] for i in chosen.tolist()]
+
+
+def _read(model: CharRNN, ids: torch.Tensor) -> tuple[torch.Tensor, State, torch.Tensor]:
+    """Rows of ids (B, T) read from a fresh state, a chunk at a time (the state carried, so memory stays bounded): the
+    scores (B, V) after the last id, the state, and each row's nats (B,) for ids[:, 1:] given what came before."""
+    chunk = max(1, min(PRIME_CHUNK, SCORES_PER_CHUNK // (ids.shape[0] * model.config.vocab_size)))
+    inputs, targets = ids[:, :-1], ids[:, 1:]
+    nats, state = torch.zeros(ids.shape[0], dtype=torch.float64, device=ids.device), None
+    for at in range(0, inputs.shape[1], chunk):
+        nll, state = model(inputs[:, at : at + chunk], state, targets[:, at : at + chunk])
+        nats += nll.sum(1)
+    logits, state = model(ids[:, -1:], state)
+    return logits[:, -1], state, nats
+
+
+def _choose(logp: torch.Tensor, n: int, generator: torch.Generator | None, greedy: bool) -> torch.Tensor:
+    """n rows drawn by the unnormalised log-probabilities logp (R,) with one uniform number each (the argmax with
+    greedy): (n,) indices."""
+    if greedy:
+        return logp.argmax().expand(n)
+    cdf = torch.softmax(logp, 0).cumsum(0)
+    u = torch.rand(n, generator=generator, device=logp.device, dtype=cdf.dtype)
+    return torch.searchsorted(cdf, u * cdf[-1], right=True).clamp_max_(len(cdf) - 1)
 
 
 def reported_probs(logits: torch.Tensor, cfg: SampleConfig) -> torch.Tensor:
@@ -203,6 +248,7 @@ class Sampler:
         self.model, self.vocab, self.prime, self.cfg, self.with_prob = model, vocab, prime, cfg, with_prob
         self.device = torch.device(device)
         self.ended: dict[int, str] = {}
+        self.labels: list[str] | None = None  # each sample's label, once drawn (a labelled model's)
         self.scans = [StopScan(cfg.stop, cfg.keep_stop) for _ in range(cfg.num_samples)] if cfg.stop else None
 
     def events(self) -> Iterator[tuple]:
@@ -216,8 +262,10 @@ class Sampler:
         finally:
             self.model.train(was_training)
 
-    def _start(self) -> tuple[torch.Tensor, State]:
-        return start(self.model, self.vocab, self.prime, self.cfg.num_samples, self.device)
+    def _start(self, gen: torch.Generator) -> tuple[torch.Tensor, State]:
+        logits, state, self.labels = start(self.model, self.vocab, self.prime, self.cfg.num_samples, self.device,
+                                           self.cfg.label, gen, self.cfg.greedy)
+        return logits, state
 
     def _draw(self) -> Iterator[tuple]:
         cfg, chars = self.cfg, self.vocab.chars
@@ -225,8 +273,8 @@ class Sampler:
         # inference_mode wraps the arithmetic only: entered around each `yield`, it would cost more
         # than a 64-stream step's bookkeeping (it is a context switch per character).
         with torch.inference_mode():
-            logits, state = self._start()
-        active = list(range(cfg.num_samples))
+            logits, state = self._start(gen)
+        active, text_size = list(range(cfg.num_samples)), self.vocab.text_size
         for step in range(cfg.length):
             with torch.inference_mode():
                 # A first draw of EOS would make an empty document; the probabilities reported stay the model's.
@@ -251,6 +299,7 @@ class Sampler:
                     ids = ids.index_select(0, index)
                     active = [active[p] for p in keep]
                 logits, state = self.model.step(ids, state)
+                logits = logits[:, :text_size]  # a label never comes mid-text
         for i in active:  # cut at the length: what a stop scan held back was no stop
             yield from self._out(i, self.scans[i].flush() if self.scans else [])
             self.ended[i] = "length"
@@ -280,9 +329,10 @@ def generate(model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig, device
 
 
 def complete_samples(model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig, device: torch.device | str = "cpu",
-                     accept: Callable[[str], bool] | None = None, max_rounds: int = 20) -> Iterator[tuple[str, str]]:
-    """Yield (text, why it ended: eos, stop or length) for whole samples, text including the prime, keeping
-    those `accept` takes.
+                     accept: Callable[[str], bool] | None = None, max_rounds: int = 20
+                     ) -> Iterator[tuple[str, str, str | None]]:
+    """Yield (text, why it ended: eos, stop or length, its label or None) for whole samples, text including the prime,
+    keeping those `accept` takes.
 
     Samples are drawn in batches until cfg.num_samples are accepted or `max_rounds` batches
     are spent (then fewer come out). Round r uses seed cfg.seed + r, so the output is fixed by
@@ -300,7 +350,7 @@ def complete_samples(model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig
         for i in range(batch):
             text = prime + "".join(texts[i])
             if accept is None or accept(text):
-                yield text, sampler.ended[i]
+                yield text, sampler.ended[i], sampler.labels[i] if sampler.labels else None
                 wanted -= 1
                 if wanted == 0:
                     return

@@ -49,7 +49,7 @@ class Trainer:
         cfg, device = run.cfg, run.device
         self.run, self.cfg, self.device, self.world, self.rep = run, cfg, device, world, reporter
         self.sample_length, self.plot = sample_length, plot
-        self.vocab = Vocab(run.record["vocab"])
+        self.vocab = Vocab.from_record(run.record)
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)  # the data order's own generator
         self.model = CharRNN(run.model_config, counts=run.counts).to(device)
@@ -207,7 +207,8 @@ class Trainer:
         val = self.run.corpus.val
         if len(val) < 2:
             return None
-        mine = evaluate(self.model, val, self.device, max_chars=max_chars, shard=(self.world.rank, self.world.size))
+        mine = evaluate(self.model, val, self.device, max_chars=max_chars, shard=(self.world.rank, self.world.size),
+                        scored_below=self.vocab.text_size)  # labels are given, not scored: nats per character
         return Loss(*dist_.all_sum(self.world, [mine.nll, mine.count], self.device))
 
     def whole_val_chars(self) -> int:

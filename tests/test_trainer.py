@@ -181,7 +181,8 @@ def test_a_time_budget_evaluates_a_fixed_sample_and_scores_the_best_on_the_whole
     res = train([corpus_text], TINY_MODEL, tiny_config(steps=None, time_budget=8.0, eval_every=None, patience=0,
                                                         val_frac=0.5), tmp_path, reporter=notes, sample_every_eval=0)
     p = res.progress
-    assert p.val_sample == Watching.PROBE_CHARS  # 2% of 8 s buys less: the smallest sample, under the 20k split
+    # 2% of 8 s buys about the smallest sample (a little more on a fast machine), well under the 20k split
+    assert Watching.PROBE_CHARS <= p.val_sample < 0.9 * len(corpus_text) // 2
     assert math.isfinite(p.final_val) and p.final_val != p.best_val
     assert 0 < p.watch_s < p.elapsed and len(res.metrics) >= 2
     assert p.final_chars == 0 and p.final_reserve > 0  # the whole split, its time kept from the training

@@ -51,7 +51,7 @@ class OneStep(nn.Module):
 
 
 def metadata(vocab: Vocab, ckpt: dict) -> dict[str, str]:
-    """charrnn.vocab and charrnn.info, as the contract states them."""
+    """charrnn.vocab and charrnn.info, as the contract states them; charrnn.labels for a labelled model."""
     mc, tc, prog = ckpt["model_config"], ckpt.get("train_config", {}), ckpt.get("progress", {})
     info = {"cell": mc["cell"], "layers": mc["layers"], "hidden": mc["hidden"], "embed": mc["embed"],
             "vocab_size": len(vocab), "state_parts": get_cell(mc["cell"]).state_parts,
@@ -59,7 +59,8 @@ def metadata(vocab: Vocab, ckpt: dict) -> dict[str, str]:
                         "chars_seen": prog.get("chars_seen"), "files": ckpt.get("corpus", {}).get("files")},
             "seq_len": tc.get("seq_len"), "lines": ckpt.get("corpus", {}).get("lines")}
     return {"charrnn.vocab": json.dumps([None, *vocab.chars], ensure_ascii=False),
-            "charrnn.info": json.dumps(info, ensure_ascii=False, default=str)}
+            "charrnn.info": json.dumps(info, ensure_ascii=False, default=str),
+            **({"charrnn.labels": json.dumps(list(vocab.labels), ensure_ascii=False)} if vocab.labels else {})}
 
 
 def check_target(out: Path) -> None:

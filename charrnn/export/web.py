@@ -32,7 +32,8 @@ def page_with_local_model() -> str:
 
 
 def model_script(model: CharRNN, vocab: Vocab, name: str, summary: dict) -> str:
-    """window.CHARRNN_MODEL: config, vocabulary (null for EOS), and every parameter as float32, base64."""
+    """window.CHARRNN_MODEL: config, vocabulary (null for EOS; labels, whose ids follow), and every parameter as
+    float32, base64."""
     tensors, chunks, offset = {}, [], 0
     for key, value in model.state_dict().items():
         a = value.detach().float().cpu().numpy().ravel()
@@ -41,7 +42,7 @@ def model_script(model: CharRNN, vocab: Vocab, name: str, summary: dict) -> str:
         offset += a.size
     blob = base64.b64encode(np.concatenate(chunks).astype("<f4").tobytes()).decode()
     c = model.config
-    meta = {"name": name, "summary": summary, "vocab": [None, *vocab.chars], "tensors": tensors,
+    meta = {"name": name, "summary": summary, "vocab": [None, *vocab.chars], "labels": list(vocab.labels), "tensors": tensors,
             "config": {"cell": c.cell, "layers": c.layers, "hidden": c.hidden, "embed": c.embed, "cutoffs": list(c.cutoffs)}}
     return f"window.CHARRNN_MODEL = {json.dumps(meta, ensure_ascii=False)[:-1]}, \"weights\": \"{blob}\"}};\n"
 

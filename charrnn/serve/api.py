@@ -81,6 +81,7 @@ SAMPLE_FIELDS: dict[str, Field] = {
     "top": Field(0, f"an integer from 0 to {MAX_TOP}", lambda v: _int(v) and 0 <= v <= MAX_TOP),
     "stream": Field(True, "true or false", lambda v: isinstance(v, bool)),
     "beam": Field(None, f"an integer from 1 to {MAX_BEAM}", lambda v: _int(v) and 1 <= v <= MAX_BEAM, optional=True),
+    "label": Field(None, "a string (one of /v1/info's labels)", lambda v: isinstance(v, str), optional=True),
 }
 CONFIG_NAMES = {"n": "num_samples"}  # JSON field -> SampleConfig field where they differ
 
@@ -122,6 +123,7 @@ def sample_request(body: bytes, vocab: Vocab, max_batch: int, seed: Callable[[in
     cfg = SampleConfig(**settings, stop=tuple([v["stop"]] if isinstance(v["stop"], str) else v["stop"]))
     check_limits(cfg, {c: k for k, c in CONFIG_NAMES.items()}, max_batch)
     prime = checked_prime(v["prime"], vocab, "prime", v["skip_unknown"], 'remove them or send "skip_unknown": true')
+    checked_label(v["label"], vocab)
     if v["beam"] and v["top"]:
         raise RequestError("top reports what sampling weighed at each character; beam search does not sample: leave "
                            "out top or beam", "top")
@@ -156,17 +158,28 @@ def checked_prime(text: str, vocab: Vocab, name: str, skip_unknown: bool = False
         raise RequestError(str(e), name) from None
 
 
-def score_texts(body: bytes) -> list[str]:
-    """POST /v1/score's body -> the texts to score (each a document)."""
+def score_texts(body: bytes, vocab: Vocab) -> tuple[list[str], str | None]:
+    """POST /v1/score's body -> the texts to score (each a document), and the label to score them as (or None)."""
     v = read_fields(read_object(body, '{"texts": ["ROMEO.", "Juliet"]}'),
-                    {"texts": Field(None, "a non-empty list of strings", lambda v: _strings(v) and len(v) > 0)})
+                    {"texts": Field(None, "a non-empty list of strings", lambda v: _strings(v) and len(v) > 0),
+                     "label": SAMPLE_FIELDS["label"]})
     if v["texts"] is None:
         raise RequestError('texts is missing: send {"texts": ["some text", ...]}', "texts")
     size = sum(map(len, v["texts"]))
     if size > MAX_SCORE_CHARS:
         raise RequestError(f"texts hold {size:,} characters, more than {MAX_SCORE_CHARS:,}; send them in parts",
                            "texts", status=413)
-    return [t.replace("\r\n", "\n") for t in v["texts"]]
+    return [t.replace("\r\n", "\n") for t in v["texts"]], checked_label(v["label"], vocab)
+
+
+def checked_label(label: str | None, vocab: Vocab) -> str | None:
+    """The request's label, or a RequestError naming the model's labels."""
+    if label is not None:
+        try:
+            vocab.label_id(label, "label")
+        except UsageError as e:
+            raise RequestError(str(e), "label") from None
+    return label
 
 
 # -- answers ------------------------------------------------------------------------------------
@@ -199,7 +212,8 @@ def done_record(req: SampleRequest, job: Job, seconds: float) -> dict:
     made = sum(map(len, job.texts))
     return {"type": "done", "seed": req.cfg.seed, "prime": req.prime,
             "samples": [{"text": "".join(t), "ended": job.ended.get(i),
-                         **({"logprob": round(job.logprobs[i], 6)} if i in job.logprobs else {})}
+                         **({"logprob": round(job.logprobs[i], 6)} if i in job.logprobs else {}),
+                         **({"label": job.labels[i]} if job.labels else {})}
                         for i, t in enumerate(job.texts)],
             "characters": made, "seconds": round(seconds, 4)}
 
@@ -208,6 +222,7 @@ def info_record(path: Path, ckpt: dict, rows: list[tuple[str, str]], load: dict)
     """GET /v1/info: what `charrnn info` shows (summary), the parts a program needs, and the server's load."""
     best = ckpt["progress"]["best_val"]
     return {"checkpoint": str(path), "summary": dict(rows), "model": ckpt["model_config"], "vocab": ckpt["vocab"],
+            "labels": ckpt.get("labels", []), "label_counts": ckpt["corpus"].get("label_counts") or {},
             "best_val_nats": best if math.isfinite(best) else None,
             "limits": {"max_length": MAX_LENGTH, "max_characters": MAX_CHARACTERS, "max_prime": MAX_PRIME,
                        "max_n": load["max_batch"], "max_top": MAX_TOP},

@@ -58,11 +58,12 @@ class Job:
         assert cfg.seed is not None, "the server resolves the seed before making a job"
         self.prime, self.cfg, self.top, self.n = prime, cfg, top, cfg.num_samples
         # The draw rule alone (no seed, length or stops): requests that share it are drawn as one group.
-        self.rule = replace(cfg, seed=None, num_samples=1, length=1, stop=(), keep_stop=False)
+        self.rule = replace(cfg, seed=None, num_samples=1, length=1, stop=(), keep_stop=False, label=None)
         self.scans = [StopScan(cfg.stop, cfg.keep_stop) for _ in range(self.n)] if cfg.stop else None
         self.texts: list[list[str]] = [[] for _ in range(self.n)]
         self.ended: dict[int, str] = {}
         self.logprobs: dict[int, float] = {}  # beam search's, per sample (complete())
+        self.labels: list[str] | None = None  # each sample's label (a labelled model's), once started
         self.generator: torch.Generator | None = None  # made on the engine's device at admission
         self.cancelled, self.error = False, None
         self.started = time.perf_counter()
@@ -196,7 +197,8 @@ class Engine:
                 continue
             job.generator = torch.Generator(device=self.device).manual_seed(job.cfg.seed)
             try:
-                logits, state = start(self.model, self.vocab, job.prime, job.n, self.device)
+                logits, state, job.labels = start(self.model, self.vocab, job.prime, job.n, self.device, job.cfg.label,
+                                                  job.generator, job.cfg.greedy)
             except Exception as e:  # out of memory, say: this request fails, the others go on
                 job.fail(f"internal error: {type(e).__name__}: {e}")
                 continue
@@ -281,6 +283,7 @@ class Engine:
             self.rows, self.counts = [self.rows[p] for p in keep], [self.counts[p] for p in keep]
             self._respan()
         self.logits, self.state = self.model.step(ids, self.state)
+        self.logits = self.logits[:, : self.vocab.text_size]  # a label never comes mid-text
 
     def close(self, message: str) -> None:
         """End every request, running or waiting, with `message` (the server is stopping)."""

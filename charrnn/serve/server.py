@@ -166,6 +166,7 @@ class Service:
         except Exception as e:  # the client hears it as the job's error; the server goes on
             job.fail(f"beam search failed: {e}")
             return
+        job.labels = [h.label for h in found] if found and found[0].label is not None else None
         job.complete([(h.text, h.ended, h.logprob) for h in found])
 
     async def models(self, request):
@@ -197,13 +198,13 @@ class Service:
         return _json(tally.whole())
 
     async def score(self, request):
-        from ..evaluation import score_documents
+        from ..evaluation import scores_and_kinds
         from ..render import score_record
 
-        texts = api.score_texts(await _body(request))
-        losses = await asyncio.to_thread(score_documents, self.model, self.vocab, texts, self.device)
-        return _json({"scores": [score_record(t, loss, self.vocab.missing(t) if loss is None else [])
-                                 for t, loss in zip(texts, losses, strict=True)]})
+        texts, label = api.score_texts(await _body(request), self.vocab)
+        losses, kinds = await asyncio.to_thread(scores_and_kinds, self.model, self.vocab, texts, self.device, label)
+        return _json({"scores": [score_record(t, loss, self.vocab.missing(t) if loss is None else [], kind)
+                                 for t, loss, kind in zip(texts, losses, kinds, strict=True)]})
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app):

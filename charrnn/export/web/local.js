@@ -8,7 +8,10 @@
   const all = new Float32Array(bytes.buffer);
   const W = {};
   for (const [name, [offset, size]] of Object.entries(M.tensors)) W[name] = all.subarray(offset, offset + size);
-  const { cell, layers, hidden: H, embed: E } = M.config, V = M.vocab.length, gates = { lstm: 4, gru: 3, rnn: 1 }[cell];
+  // Ids: EOS (0), the characters (M.vocab), then a labelled model's labels (M.labels): text positions hold only the
+  // first T, so draws are over those; the head scores all V.
+  const labels = M.labels || [], T = M.vocab.length, V = T + labels.length;
+  const { cell, layers, hidden: H, embed: E } = M.config, gates = { lstm: 4, gru: 3, rnn: 1 }[cell];
   const index = new Map(M.vocab.map((c, i) => [c, i]));
 
   function affine(out, w, b, x, rows, cols) {  // out = b + w x, w (rows, cols) row-major
@@ -116,11 +119,30 @@
     return p.findLastIndex((q) => q > 0);
   }
 
+  // Read EOS, the label (its id T + j) and the prime: [logits after them (text ids), state, -log P(label, prime)].
+  function read(j, prime) {
+    const state = fresh();
+    let logits = step(0, state), nats = 0;
+    const ids = j === null ? prime : [T + j, ...prime];
+    for (const id of ids) {
+      if (j !== null) nats -= logSoftmax(logits)[id];
+      logits = step(id, state);
+    }
+    return [logits.subarray(0, T), state, nats];
+  }
+  // As charrnn's sample.start: the label asked for, or one drawn from P(label | prime) (the likeliest with greedy).
+  function begin(req, rand) {
+    const prime = Array.from(req.prime, (ch) => index.get(ch));
+    if (!labels.length || req.label) return [...read(req.label ? labels.indexOf(req.label) : null, prime), req.label];
+    const each = labels.map((_, j) => read(j, prime));
+    const p = softmax(each.map(([, , nats]) => -nats), 1);
+    const j = req.greedy ? p.indexOf(Math.max(...p)) : draw(p, { top_p: 1 }, rand, false);
+    return [each[j][0], each[j][1], each[j][2], labels[j]];
+  }
+
   async function* sample(req, signal) {
     const rand = random(req.seed);
-    const state = fresh();
-    let logits = null;
-    for (const ch of [null, ...Array.from(req.prime)]) logits = step(ch === null ? 0 : index.get(ch), state);
+    let [logits, state, , label] = begin(req, rand);
     yield { type: "start", seed: req.seed, n: 1, prime: req.prime };
     const stops = req.stop ? [].concat(req.stop) : [];
     let made = 0, held = [], ended = "length", last = performance.now();
@@ -142,7 +164,7 @@
       }
       flush(held.slice(0, held.length - tail));
       held = held.slice(held.length - tail);
-      logits = step(id, state);
+      logits = step(id, state).subarray(0, T);  // a label never comes mid-text
       if (out.length && performance.now() - last > 30) {  // a slice's characters, then let the page draw
         yield textEvent(out.splice(0));
         await new Promise((r) => setTimeout(r, 0));
@@ -152,7 +174,7 @@
     if (ended === "length") flush(held);
     if (out.length) yield textEvent(out.splice(0));
     yield { type: "end", i: 0, ended };
-    yield { type: "done", seed: req.seed, prime: req.prime, samples: [{ ended }], characters: made };
+    yield { type: "done", seed: req.seed, prime: req.prime, samples: [{ ended, ...(label ? { label } : {}) }], characters: made };
   }
   function textEvent(items) {
     return { type: "text", i: 0, text: items.map((x) => x.ch).join(""), p: items.map((x) => x.p), top: items.map((x) => x.top) };
@@ -173,13 +195,18 @@
   window.fetch = async (url, options = {}) => {
     const path = new URL(url, "http://page/").pathname;
     if (path === "/v1/info") {
-      return new Response(JSON.stringify({ checkpoint: M.name, summary: M.summary }), { headers: { "content-type": "application/json" } });
+      return new Response(JSON.stringify({ checkpoint: M.name, summary: M.summary, labels }), { headers: { "content-type": "application/json" } });
     }
     if (path !== "/v1/sample") return served(url, options);
     const body = JSON.parse(options.body || "{}");
     const req = { prime: body.prime || "", length: body.length ?? 500, temperature: body.temperature ?? 1, top_p: body.top_p,
                   greedy: !!body.greedy, stop: body.stop, top: body.top || 0,
-                  seed: body.seed ?? Math.floor(Math.random() * 2 ** 31) };
+                  seed: body.seed ?? Math.floor(Math.random() * 2 ** 31), label: body.label };
+    if (req.label !== undefined && !labels.includes(req.label)) {
+      const known = labels.length ? `one of the model's labels: ${labels.join(", ")}` : "none: this model was trained without labels";
+      return new Response(JSON.stringify({ error: `label ${JSON.stringify(req.label)} is not ${known}`, field: "label" }),
+                          { status: 400, headers: { "content-type": "application/json" } });
+    }
     const unknown = Array.from(req.prime).filter((c) => !index.has(c));
     if (unknown.length) {
       return new Response(JSON.stringify({ error: `prime has characters not in the model's vocabulary: ${[...new Set(unknown)].join(" ")}`, field: "prime" }),
@@ -187,5 +214,5 @@
     }
     return new Response(lines(req, options.signal), { headers: { "content-type": "application/x-ndjson" } });
   };
-  window.charrnnStep = { step, fresh, vocab: M.vocab };  // for tests and the curious
+  window.charrnnStep = { step, fresh, vocab: M.vocab, labels };  // for tests and the curious
 })();
