@@ -7,9 +7,11 @@ import re
 
 import numpy as np
 import pytest
+import test_page
 import torch
 from conftest import Server
 from inprocess import invoke as run
+from test_page import browser  # noqa: F401, F811 (a fixture)
 from test_serve import stream
 
 from charrnn.checkpoint import load_checkpoint
@@ -326,3 +328,21 @@ def test_onnx_metadata_names_the_labels(kinds_run, tmp_path):
     meta = onnxruntime.InferenceSession(str(tmp_path / "kinds.onnx")).get_modelmeta().custom_metadata_map
     assert json.loads(meta["charrnn.labels"]) == ["digits", "letters"]
     assert len(json.loads(meta["charrnn.vocab"])) + 2 == json.loads(meta["charrnn.info"])["vocab_size"]
+
+
+@pytest.mark.skipif(not (test_page.CHROMIUM and test_page.DRIVER), reason="no headless browser here (chromium and "
+                    "chromedriver); make test-browser installs them")
+def test_the_page_offers_the_kinds_and_writes_the_chosen_one(browser, kinds_server):  # noqa: F811
+    from selenium.webdriver.common.by import By
+
+    test_page.open_page(browser, kinds_server, "1", "document.getElementById('length').value = 20;"
+                        "document.getElementById('stop').value = ''; document.getElementById('seed').value = 3;")
+    menu = browser.find_element(By.ID, "label")
+    assert browser.find_element(By.ID, "kind").is_displayed()
+    assert [o.get_attribute("value") for o in menu.find_elements(By.TAG_NAME, "option")] == ["", "digits", "letters"]
+    browser.execute_script("const m = document.getElementById('label'); m.value = 'letters';"
+                           "m.dispatchEvent(new Event('change'));")  # a new kind: a new suggestion
+    test_page.until_done(browser)
+    asked = kinds_server.post("/v1/sample", {"prime": "1", "length": 20, "temperature": 0.8, "seed": 3, "label": "letters",
+                                             "stream": False})[1]
+    assert test_page.ghost_text(browser) == asked["samples"][0]["text"] and asked["samples"][0]["label"] == "letters"
