@@ -82,38 +82,70 @@ def epoch_layout(train_ids, batch: int, seq_len: int, offset: int) -> tuple[torc
 
 
 class Windows:
-    """This rank's training windows, epoch after epoch; the position lives in the run's Progress
-    (epoch, window, offset), so a resumed run reads on exactly where it stopped.
+    """This rank's training windows, epoch after epoch; the position lives in the run's Progress (epoch, window,
+    offset; under --batch-ramp the streams the epoch began with and the windows where they doubled), so a resumed
+    run reads on exactly where it stopped.
 
-    ids: the training stream (an array or a memmap); streams: the world's; mine: this rank's rows.
+    ids: the training stream (an array or a memmap); rows: this rank's streams (it owns block `rank` of the world's
+    rows x ranks contiguous streams).
     """
 
-    def __init__(self, ids: np.ndarray, streams: int, seq_len: int, mine: slice, device: torch.device):
-        self.ids, self.streams, self.seq_len, self.mine, self.device = ids, streams, seq_len, mine, device
+    def __init__(self, ids: np.ndarray, rows: int, seq_len: int, rank: int, ranks: int, device: torch.device):
+        self.ids, self.rows, self.seq_len, self.rank, self.ranks, self.device = ids, rows, seq_len, rank, ranks, device
         self.pin = device.type == "cuda"  # page-locked copies let the host-to-GPU transfer run asynchronously
         self.starts: np.ndarray | None = None
+        self.end: int | None = None  # the window the epoch ends at, once its streams doubled
 
     @property
     def steps_per_epoch(self) -> int:
-        """Windows in an epoch of the average offset (seq_len / 2)."""
-        return epoch_windows(len(self.ids), self.streams, self.seq_len, self.seq_len // 2)
+        """Windows in an epoch of the average offset (seq_len / 2), at the streams read now."""
+        return epoch_windows(len(self.ids), self.rows * self.ranks, self.seq_len, self.seq_len // 2)
 
     def _starts(self, offset: int) -> np.ndarray:
-        return stream_starts(len(self.ids), self.streams, self.seq_len, offset)[self.mine]
+        mine = slice(self.rank * self.rows, (self.rank + 1) * self.rows)
+        return stream_starts(len(self.ids), self.rows * self.ranks, self.seq_len, offset)[mine]
 
-    def next(self, progress, gen: torch.Generator) -> tuple[torch.Tensor, bool]:
-        """The window at `progress` ((rows, seq_len + 1) ids on the device) and whether the streams restarted,
-        which resets their state. Starting a new epoch draws its offset from `gen` and updates `progress`."""
-        restarted = False
+    def _epoch_end(self, offset: int) -> int:
+        return self.end if self.end is not None else epoch_windows(len(self.ids), self.rows * self.ranks, self.seq_len,
+                                                                   offset)
+
+    def _split(self, window: int, offset: int) -> bool:
+        """Double the streams at `window`: each hands the second half of the windows it has left to a new stream, the
+        new ones after the old in the batch; False when a stream has less than two windows left."""
+        half = (self._epoch_end(offset) - window) // 2
+        if half < 1:
+            return False
+        self.starts = np.concatenate([self.starts, self.starts + half * self.seq_len])
+        self.end, self.rows = window + half, self.rows * 2
+        return True
+
+    def _resume(self, progress) -> None:
+        """The streams of the epoch a resumed run stopped in: as it began (Progress.streams), each doubling replayed."""
+        self.rows = progress.streams or self.rows
+        self.starts, self.end = self._starts(progress.offset), None
+        for window in progress.splits:
+            self._split(window, progress.offset)
+
+    def next(self, progress, gen: torch.Generator, rows: int | None = None) -> tuple[torch.Tensor, bool, bool]:
+        """The window at `progress` ((rows, seq_len + 1) ids on the device), whether the streams restarted (which
+        resets their state), and whether they doubled (the new streams, last in the batch, start from a zero state).
+
+        rows: the streams to read (--batch-ramp), else as they are. A new epoch starts with that many and draws its
+        offset from `gen`; mid-epoch, more rows double the streams (each at most once a step)."""
+        restarted = grew = False
         if self.starts is None and progress.window > 0:  # resumed mid-epoch: that epoch's streams
-            self.starts = self._starts(progress.offset)
-        if self.starts is None or progress.window >= epoch_windows(len(self.ids), self.streams, self.seq_len,
-                                                                   progress.offset):
+            self._resume(progress)
+        if self.starts is None or progress.window >= self._epoch_end(progress.offset):
             if self.starts is not None:
                 progress.epoch += 1
             progress.window = 0
             progress.offset = int(torch.randint(0, self.seq_len, (1,), generator=gen))
-            self.starts = self._starts(progress.offset)
+            self.rows = rows or self.rows
+            progress.streams, progress.splits = self.rows, []
+            self.starts, self.end = self._starts(progress.offset), None
             restarted = True
+        elif rows and rows > self.rows and self._split(progress.window, progress.offset):
+            progress.splits.append(progress.window)
+            grew = True
         xy = torch.from_numpy(window_ids(self.ids, self.starts, progress.window, self.seq_len))
-        return (xy.pin_memory() if self.pin else xy).to(self.device, non_blocking=True), restarted
+        return (xy.pin_memory() if self.pin else xy).to(self.device, non_blocking=True), restarted, grew

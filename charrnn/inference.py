@@ -61,7 +61,7 @@ def describe(ckpt: dict) -> list[tuple[str, str]]:
         ("vocabulary", f"{len(vocab) + 1 + len(labels)} symbols (EOS + {len(vocab)} chars"
                        f"{f' + {len(labels)} labels' if labels else ''}): {preview}{'…' if len(vocab) > 80 else ''}"),
         *([("labels", describe_label_counts(labels, corpus.get("label_counts") or {}))] if labels else []),
-        ("training", f"batch {tc['batch_size']} x seq {tc['seq_len']}{_optimizer(tc)}, lr {tc['lr']:g}, warm-up {tc['warmup']}, "
+        ("training", f"batch {_streams(tc)} x seq {tc['seq_len']}{_optimizer(tc)}, lr {tc['lr']:g}, warm-up {tc['warmup']}, "
                      f"weight decay {tc['weight_decay']}, clip {tc['clip']}, seed {tc['seed']}; {budget}; "
                      f"validation: {'whole documents' if tc.get('whole_documents') else 'tail of each document'}"),
         ("progress", f"step {prog['step']:,}, epoch {prog['epoch']}, {prog['chars_seen']:,} chars seen"),
@@ -79,6 +79,12 @@ def describe_label_counts(labels: list[str], counts: dict[str, int]) -> str:
     """'name (N documents), ...' in the vocabulary's order: what `sample --label` takes and how much it learned of each."""
     return ", ".join(f"{name} ({counts[name]:,} document{'s' if counts[name] != 1 else ''})" if name in counts
                      else f"{name} (none in the last corpus)" for name in labels)
+
+
+def _streams(tc: dict) -> str:
+    """The streams a step read: '32', or with --batch-ramp '16 doubling to 64'."""
+    ramp = tc.get("batch_ramp")
+    return f"{ramp} doubling to {tc['batch_size']}" if ramp else str(tc["batch_size"])
 
 
 def _optimizer(tc: dict) -> str:

@@ -169,3 +169,12 @@ def cat_states(states: list[State]) -> State:
     if isinstance(states[0], tuple):
         return tuple(torch.cat(parts, 1) for parts in zip(*states, strict=True))
     return torch.cat(states, 1)
+
+
+def grown_state(state: State | None) -> State | None:
+    """The state after the streams doubled (batching.Windows): the old streams' state, then zeros for the new ones."""
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(grown_state(s) for s in state)
+    return torch.cat([state, torch.zeros_like(state)], 1)

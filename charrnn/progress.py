@@ -78,7 +78,8 @@ class RichReporter(Reporter):
             f"[bold]charrnn[/] {mc.cell} {mc.layers}x{mc.hidden} (embed {mc.embed}, {mc.regularisation.describe()}), "
             f"{fmt_count(info['params'])} params, vocab {info['vocab_size']}, on {info['device']} ({runtime}){resumed}\n"
             f"  corpus: {info['train_chars']:,} train + {info['val_chars']:,} validation chars; "
-            f"batch {cfg.batch_size} x seq {cfg.seq_len}, {info['steps_per_epoch']:,} steps/epoch; "
+            f"batch {f'{cfg.batch_ramp} doubling to ' if cfg.batch_ramp else ''}{cfg.batch_size} x seq {cfg.seq_len}, "
+            f"{info['steps_per_epoch']:,} steps/epoch{' at first' if cfg.batch_ramp else ''}; "
             f"lr {cfg.lr:g}, seed {cfg.seed}; writing to {escape(info['out'])}",
             highlight=False,
         )

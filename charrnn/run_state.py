@@ -41,6 +41,8 @@ class Progress:
     final_chars: int = 0  # validation characters that end-of-run score takes (schedule.Watching.plan), 0 once it
     # scored the whole split
     final_reserve: float = 0.0  # seconds of the --time budget kept for it: training stops that much sooner
+    streams: int = 0  # this rank's streams when the epoch began (0: a run saved before --batch-ramp, --batch-size)
+    splits: list[int] = field(default_factory=list)  # windows of this epoch where --batch-ramp doubled the streams
 
 
 def end_score_split(final_chars: int) -> str:

@@ -88,6 +88,8 @@ def set_up(docs: list[str] | Labelled | TextFiles, model_cfg: dict, cfg: TrainCo
             model_config, cfg = new_model_config(model_cfg, len(split.vocab), len(split.train), cfg, device, rep,
                                                  world.size, base=base, asked=asked, counts=counts)
         model_config, cfg = dist_.from_main(world, (model_config, cfg))
+    if prev is None:
+        cfg = fitted_ramp(cfg, rep)  # the streams the ramp ends with are known now (measured on a GPU)
     if isinstance(docs, TextFiles):
         sources = sources or [str(p) for p in docs.paths]
     sources = sources or [f"<document {i}>" for i in range(len(docs))]
@@ -132,8 +134,34 @@ def check_options(cfg: TrainConfig, model_cfg: dict, device: torch.device) -> No
         raise UsageError(f"--ns-steps must be at least 1, got {cfg.ns_steps}")
     if cfg.patience < 0:
         raise UsageError(f"--patience must be 0 (never stop for lack of improvement) or more, got {cfg.patience}")
+    if cfg.batch_ramp is not None and (cfg.epochs or not (cfg.steps or cfg.time_budget) or cfg.batch_ramp < 1):
+        raise UsageError("--batch-ramp doubles the streams at equal shares of a --time or --steps budget: give one "
+                         "(not --epochs, whose passes are a moving number of steps while the streams change), and a "
+                         "start of at least 1 stream")
+    if cfg.batch_ramp is not None and cfg.batch_size is not None:
+        check_ramp(cfg.batch_ramp, cfg.batch_size)  # before any work; fitted_ramp checks the streams finally read
     if cfg.val_frac == 0 and not (cfg.steps or cfg.epochs or cfg.time_budget):
         raise UsageError("with --val-frac 0 there is nothing to judge progress by; give --steps, --epochs or --time")
+
+
+def fitted_ramp(cfg: TrainConfig, rep) -> TrainConfig:
+    """--batch-ramp against the streams it ends with (--batch-size, or what a short corpus or the GPU left): off,
+    said, when it would not double; refused unless the end is the start doubled a whole number of times."""
+    start, end = cfg.batch_ramp, cfg.batch_size
+    if start is None:
+        return cfg
+    if start >= end:
+        rep.message(f"--batch-ramp {start}: off, since the run reads {end} streams (--batch-size) from the start")
+        return replace(cfg, batch_ramp=None)
+    check_ramp(start, end)
+    return cfg
+
+
+def check_ramp(start: int, end: int) -> None:
+    """Refuse a ramp that cannot double its way from `start` streams to `end`."""
+    if start < end and (end % start or (end // start) & (end // start - 1)):
+        raise UsageError(f"--batch-ramp {start} doubles its way to --batch-size {end}: give a start that {end} is a "
+                         f"power-of-two multiple of (such as {end >> max(1, (end // start).bit_length() - 1)})")
 
 
 def load_for_resume(out: Path) -> dict:

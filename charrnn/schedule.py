@@ -69,6 +69,26 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class BatchRamp:
+    """--batch-ramp: the streams a step reads, doubling from `start` to `end` (a power of two times start) at equal
+    shares of the budget: with 16 and 64, 16 for its first third, 32 for the second, 64 for the last. Larger batches
+    late average away the gradient noise that small ones early trade for more updates a second."""
+
+    start: int
+    end: int
+
+    def streams(self, fraction: float | None) -> int:
+        doublings = (self.end // self.start).bit_length() - 1
+        stage = min(doublings, int((fraction or 0.0) * (doublings + 1)))
+        return self.start << stage
+
+    def lr_factor(self, streams: int, tuned_for: int) -> float:
+        """What the learning rate is multiplied by at `streams` streams: sqrt(streams / tuned_for), the square-root
+        rule for adaptive optimisers (tuned_for: the streams --lr's default was tuned with)."""
+        return math.sqrt(streams / tuned_for)
+
+
+@dataclass(frozen=True)
 class Cadence:
     """When to evaluate: every `steps` steps, or, with `seconds`, each time the clock passes a multiple of it."""
 

@@ -23,17 +23,18 @@ from . import checkpoint as ckpt_io
 from . import distributed as dist_
 from .averaging import WeightAverage
 from .batching import Windows
+from .config import STREAMS
 from .data import Vocab
 from .distributed import World
 from .errors import CharRNNError, UsageError
 from .evaluation import evaluate, read_overhead
 from .metrics import EvalRecord, Loss, bits
-from .model import CharRNN, State, detach_state, select_state
+from .model import CharRNN, State, detach_state, grown_state, select_state
 from .optim import make_optimizer
 from .run_state import Progress, Reporter, RunFiles, StopFlag, TrainResult, rng_state, set_rng_state
 from .runs import Run, make_run_dir
 from .runtime import autocast, autocast_dtype
-from .schedule import Budget, Cadence, Watching, get_schedule
+from .schedule import BatchRamp, Budget, Cadence, Watching, get_schedule
 
 SYNC_EVERY = 10  # steps between host syncs (the training loss; under torchrun, time and stop requests)
 
@@ -69,9 +70,10 @@ class Trainer:
         self.carried: State | None = None
         if run.prev is not None:
             self._restore(run.prev)
-        streams = cfg.batch_size * world.size  # the world's streams; this rank owns a contiguous block of them
-        self.windows = Windows(run.corpus.train, streams, cfg.seq_len,
-                               slice(world.rank * cfg.batch_size, (world.rank + 1) * cfg.batch_size), device)
+        self.ramp = BatchRamp(cfg.batch_ramp, cfg.batch_size) if cfg.batch_ramp else None
+        # This rank's streams; it owns a contiguous block of the world's. Under --batch-ramp the budget's horizon
+        # and cadence are planned at the streams the ramp ends with.
+        self.windows = Windows(run.corpus.train, cfg.batch_size, cfg.seq_len, world.rank, world.size, device)
         self.budget = Budget.of(cfg.steps, cfg.epochs, cfg.time_budget, cfg.patience, self.windows.steps_per_epoch)
         self.cadence = Cadence.of(cfg.eval_every, self.budget, self.windows.steps_per_epoch)
         self.watching = Watching.of(self.budget, self.cadence)
@@ -79,7 +81,8 @@ class Trainer:
         self.best_weights: dict | None = None  # under --time, for the whole split's score at the end
         self.drawn_at = -1  # the step loss.png was last drawn at
         self.schedule = get_schedule(cfg.schedule, cfg.lr, cfg.warmup, cfg.min_lr_frac)
-        self.window_chars = streams * cfg.seq_len
+        if self.ramp is not None:
+            self.windows.rows = self.prog.streams or cfg.batch_ramp  # a new run starts at the ramp's first streams
         # The clock every decision reads: under torchrun the slowest rank's, agreed every SYNC_EVERY steps.
         self.agreed_elapsed, self.agreed_stop = self.prog.elapsed, ""
         self.timed_chars, self.timed_seconds = 0, 0.0
@@ -117,8 +120,8 @@ class Trainer:
         if saved:
             self.carried = self.model.cell.pack([s.to(self.device, torch.float32) for s in saved])  # older runs saved half
             if world.parallel:  # the saved state holds every rank's streams
-                mine = torch.arange(world.rank * self.cfg.batch_size, (world.rank + 1) * self.cfg.batch_size,
-                                    device=self.device)
+                rows = (self.prog.streams or self.cfg.batch_size) << len(self.prog.splits)
+                mine = torch.arange(world.rank * rows, (world.rank + 1) * rows, device=self.device)
                 self.carried = select_state(self.carried, mine)
 
     # -- the clock and the budget ------------------------------------------------------------
@@ -130,7 +133,13 @@ class Trainer:
         return self.budget.fraction(self.prog.step, self.clock())
 
     def lr(self) -> float:
-        return self.schedule.lr(self.prog.step, self.fraction(), self.prog.lr_scale)
+        lr = self.schedule.lr(self.prog.step, self.fraction(), self.prog.lr_scale)
+        return lr if self.ramp is None else lr * self.ramp.lr_factor(self.windows.rows, STREAMS)
+
+    @property
+    def window_chars(self) -> int:
+        """Characters a step reads over all ranks."""
+        return self.windows.rows * self.world.size * self.cfg.seq_len
 
     def lap(self) -> float:
         """Wall seconds since the last lap. Training time is counted lap by lap, so whatever the host waits for
@@ -345,9 +354,12 @@ class Trainer:
                     p.stopped = self.stop_reason(stop)
                     if p.stopped:
                         break
-                    xy, restarted = self.windows.next(p, self.gen)
+                    xy, restarted, grew = self.windows.next(p, self.gen,
+                                                            self.ramp.streams(self.fraction()) if self.ramp else None)
                     if restarted:
                         self.carried = None  # the streams restart, so does their state
+                    elif grew:
+                        self.carried = grown_state(self.carried)
                     lr = self.lr()
                     self.loss_sum += self.train_step(xy[:, :-1], xy[:, 1:], lr)
                     self.loss_steps += 1

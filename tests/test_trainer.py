@@ -191,3 +191,33 @@ def test_a_time_budget_evaluates_a_fixed_sample_and_scores_the_best_on_the_whole
     assert (best["final_val"], best["val_sample"], best["step"]) == (p.final_val, p.val_sample, p.best_step)
     info = invoke("info", "-c", tmp_path / "best.pt", cwd=tmp_path).stdout
     assert "whole validation split" in info and f"sample of {p.val_sample:,} chars" in info
+
+
+def test_a_batch_ramp_doubles_the_streams_counts_them_and_resumes_exactly(tmp_path, corpus_text):
+    cfg = tiny_config(steps=60, eval_every=20, batch_size=16, batch_ramp=4)
+    whole = train([corpus_text[:20_000]], TINY_MODEL, cfg, tmp_path / "whole", sample_every_eval=0)
+    # 4 streams of 32 characters for the first third of the steps, 8 for the second, 16 for the last
+    assert [m["chars_seen"] for m in whole.metrics] == [20 * 4 * 32, 20 * (4 + 8) * 32, 20 * (4 + 8 + 16) * 32]
+    part = train([corpus_text[:20_000]], TINY_MODEL, cfg, tmp_path / "part", reporter=StopAt(33), sample_every_eval=0)
+    assert part.progress.stopped == "interrupted" and part.progress.splits  # stopped after a doubling, mid-epoch
+    train([corpus_text[:20_000]], {}, TrainConfig(device="cpu"), tmp_path / "part", resume=True, sample_every_eval=0)
+    a = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "part" / "last.pt", weights_only=True)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert a["progress"]["chars_seen"] == b["progress"]["chars_seen"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--batch-ramp", "3", "--batch-size", "16", "--steps", "5"], "power-of-two multiple of .such as 4"),
+    (["--batch-ramp", "8"], "give --time or --steps|a --time or --steps budget"),
+    (["--batch-ramp", "8", "--epochs", "1"], "not --epochs"),
+])
+def test_a_ramp_that_cannot_work_is_refused_before_any_work(tmp_path, flags, message):
+    import re
+
+    from inprocess import invoke
+
+    (tmp_path / "text.txt").write_text("hello world\n" * 200)
+    r = invoke("train", "text.txt", *flags, cwd=tmp_path)
+    assert r.returncode == 2 and re.search(message, r.stderr) and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "checkpoints").exists()
