@@ -233,7 +233,8 @@ def release(scan: StopScan | None, ch: str | None, p=None) -> tuple[list[tuple[s
 class Sampler:
     """Draws cfg.num_samples samples as one batch; events() yields them as they are made.
 
-    Every sample starts from EOS (start of a document) followed by `prime`; cfg.length new
+    Every sample starts from EOS (start of a document), a labelled model's label (cfg.label, or one drawn: start),
+    then `prime`; cfg.length new
     characters at most are drawn per sample. Without a prime EOS cannot be the first draw: a
     sample is a document, and no corpus has empty ones. A sample ends at EOS, at one of cfg.stop
     (cut before it, or after it with cfg.keep_stop), or at the length; `ended[i]` says which
