@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import importlib.util
 import json
+import signal
 import socket
 import time
 from importlib import resources
@@ -271,11 +272,21 @@ def run_server(service: Service, quiet: bool = False) -> None:
     if not quiet:
         serving(service.path, url, host)
     class Server(uvicorn.Server):
+        received: int | None = None
+
         def handle_exit(self, sig, frame):
+            self.received = sig
             # Streams never finish on their own in time: end them now, each with a last line saying why.
             if getattr(service, "loop", None) is not None:
                 service.loop.call_soon_threadsafe(service.engine.close, "the server is shutting down")
             super().handle_exit(sig, frame)
 
     config = uvicorn.Config(build_app(service), log_level="warning", access_log=False, timeout_graceful_shutdown=2)
-    Server(config).run(sockets=[sock])
+    server = Server(config)
+    server.run(sockets=[sock])
+    # uvicorn raises the signal again after its graceful shutdown, but asyncio's runner may take that SIGINT as a
+    # request to cancel a task that is already ending, and return: Ctrl-C still exits 130, SIGTERM as SIGTERM does.
+    if server.received == signal.SIGINT:
+        raise KeyboardInterrupt
+    if server.received is not None:
+        signal.raise_signal(server.received)
