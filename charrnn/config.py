@@ -152,9 +152,10 @@ class TrainConfig:
     seq_len: int = setting(64, "Truncated-BPTT window: characters per stream per step.")
     batch_size: int | None = setting(None, "Parallel streams per step. (default: 32; on a GPU with --time, the fewest "
                                      "that train nearly as fast as any, measured, with the learning rate scaled)")
-    batch_ramp: int | None = setting(None, "Start with this many streams and double them at equal shares of the budget "
-                                     "up to --batch-size (16 with --batch-size 64: 16, 32, then 64 streams), the "
-                                     "learning rate scaled by sqrt(streams / 32); needs --time or --steps. (default: off)")
+    batch_ramp: int | None = setting(None, "Start with this many streams and double them at equal shares of the "
+                                     "budget up to --batch-size (16 with --batch-size 64: 16, 32, then 64 streams), "
+                                     "the learning rate scaled by sqrt(streams / 32), all processes' streams under "
+                                     "torchrun; needs --time or --steps. (default: off)")
     lr: float | None = setting(None, "Peak learning rate (AdamW). (default: 5e-3; 2e-3 for a run started with --init)")
     min_lr_frac: float = setting(0.05, "The learning rate decays to lr x this by the end of the budget.")
     warmup: int = setting(100, "Steps of linear learning-rate warm-up.")

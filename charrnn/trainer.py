@@ -134,7 +134,7 @@ class Trainer:
 
     def lr(self) -> float:
         lr = self.schedule.lr(self.prog.step, self.fraction(), self.prog.lr_scale)
-        return lr if self.ramp is None else lr * self.ramp.lr_factor(self.windows.rows, STREAMS)
+        return lr if self.ramp is None else lr * self.ramp.lr_factor(self.windows.rows * self.world.size, STREAMS)
 
     @property
     def window_chars(self) -> int:

@@ -96,3 +96,14 @@ def test_fine_tuning_under_torchrun_matches_one_process(runs, tmp_path):
     base_vocab = torch.load(single / "last.pt", weights_only=True)["vocab"]
     vocab = torch.load(two / "last.pt", weights_only=True)["vocab"]
     assert vocab[: len(base_vocab)] == base_vocab and "þ" in vocab[len(base_vocab):]
+
+
+def test_a_batch_ramp_under_torchrun_doubles_each_ranks_streams_as_one_process_does(corpus, tmp_path):
+    # One process ramps 2 -> 8 streams; two ramp 1 -> 4 each: the same windows, each rank doubling its own block (in
+    # another order within the batch, so sums differ in rounding: AdamW, which does not amplify it as Muon's bf16 can).
+    one, two = tmp_path / "one", tmp_path / "two"
+    ramp = ["--steps", 15, "--optimizer", "adamw"]
+    charrnn(corpus, "--batch-size", 8, "--batch-ramp", 2, *ramp, "--out", one, cwd=tmp_path)
+    charrnn(corpus, "--batch-size", 4, "--batch-ramp", 1, *ramp, "--out", two, procs=2, cwd=tmp_path)
+    assert_same_training(one, two)
+    assert torch.load(two / "last.pt", weights_only=True)["progress"]["splits"]  # it doubled mid-epoch
