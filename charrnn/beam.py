@@ -34,7 +34,7 @@ from .config import SampleConfig
 from .data import EOS, Vocab
 from .errors import UsageError
 from .model import CharRNN, select_state
-from .sample import start
+from .sample import start, text_step
 
 
 def check_beam_flags(cfg: SampleConfig, **flags: bool) -> None:
@@ -112,8 +112,7 @@ def _steps(model: CharRNN, vocab: Vocab, cfg: SampleConfig, width: int, logits: 
         if not live.texts or _settled(finished, live, cfg.num_samples) or cancelled():
             return finished
         state = select_state(state, parents)
-        logits, state = model.step(live.ids, state)
-        logits = logits[:, : vocab.text_size]  # a label never comes mid-text
+        logits, state = text_step(model, vocab, live.ids, state)
     return finished + [Hypothesis(t, float(s), "length") for t, s in zip(live.texts, live.scores.tolist(), strict=True)]
 
 

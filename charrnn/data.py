@@ -267,7 +267,6 @@ def split_documents(docs: list[str], vocab: Vocab, val_frac: float, whole: bool 
     """
     if not 0.0 <= val_frac < 1.0:
         raise UsageError(f"--val-frac must be in [0, 1), got {val_frac}")
-    heads = [label_head(vocab, labels[i] if labels else None) for i in range(len(docs))]
     if whole:
         held = held_out_documents(docs, val_frac, seed)
         train = document_stream([d for i, d in enumerate(docs) if i not in held], vocab,
@@ -277,6 +276,7 @@ def split_documents(docs: list[str], vocab: Vocab, val_frac: float, whole: bool 
     else:
         eos = np.array([EOS], dtype=np.int64)
         train_parts, val_parts = [], []
+        heads = [label_head(vocab, labels[i] if labels else None) for i in range(len(docs))]
         for d, head in zip(docs, heads, strict=True):
             ids = vocab.encode(d)
             k = len(ids) - int(round(len(ids) * val_frac))

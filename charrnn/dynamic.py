@@ -97,9 +97,10 @@ class Adapter:
             e = min(n, s + self.cfg.segment)
             x = to_device(torch.from_numpy(np.asarray(ids[s:e], dtype=np.int64)), self.device)[None]
             y = np.asarray(ids[s + 1 : e + 1], dtype=np.int64)
-            if scored_below is not None and (y >= scored_below).any():
-                unscored += int((y >= scored_below).sum())
-                y = np.where(y >= scored_below, IGNORE, y)
+            given = y >= scored_below if scored_below is not None else None
+            if given is not None and given.any():
+                unscored += int(given.sum())
+                y = np.where(given, IGNORE, y)
             y = to_device(torch.from_numpy(y), self.device)
             with torch.enable_grad():
                 nlls, state = self.model(x, self.state, y[None])

@@ -148,7 +148,8 @@ def files_as_streams(texts: list[tuple[str, str]], vocab: Vocab, lines: bool,
     if vocab.labels and label is None:
         raise UsageError(f"this model was trained with labels ({describe_labels(vocab.labels)}): give --label NAME to "
                          "score the text as one of those kinds (charrnn score scores documents whatever their kind)")
-    head = None if label is None else vocab.label_id(label)
+    if label is not None:
+        vocab.label_id(label)  # refused before any text is read
     out = []
     for name, text in texts:
         docs = split_text(text, lines, doc_sep)
@@ -156,7 +157,7 @@ def files_as_streams(texts: list[tuple[str, str]], vocab: Vocab, lines: bool,
         if missing:
             raise UsageError(f"{name}: has characters the model never saw: {describe_chars(list(dict.fromkeys(missing)))}; "
                              "it can only score text made of its vocabulary")
-        out.append((name, document_stream(docs, vocab, None if head is None else [label] * len(docs))))
+        out.append((name, document_stream(docs, vocab, None if label is None else [label] * len(docs))))
     return out
 
 
@@ -174,7 +175,6 @@ def evaluate_files(model: CharRNN, streams: list[tuple[str, np.ndarray]], dyn=No
         yield name, loss, dyn_loss
     if len(streams) > 1:
         yield "(all)", total, (total_dyn if dyn is not None else None)
-
 
 
 def document_scores(model: CharRNN, vocab: Vocab, source, doc_sep: str | None, encoding: str, errors: str,
@@ -199,9 +199,8 @@ def document_scores(model: CharRNN, vocab: Vocab, source, doc_sep: str | None, e
 def scores_and_kinds(model: CharRNN, vocab: Vocab, docs: list[str], device: torch.device | str = "cpu",
                      label: str | None = None) -> tuple[list[Loss | None], list[tuple[str, float] | None]]:
     """Each document's loss (score_documents) and, for a labelled model without `label`, its likeliest kind (label, its
-    probability given the document; score_kinds), else None. An unknown label is refused first (UsageError)."""
-    if label is not None:
-        vocab.label_id(label)
+    probability given the document; score_kinds), else None. An unknown label is refused before any scoring
+    (UsageError, from score_documents)."""
     if vocab.labels and label is None:
         found = score_kinds(model, vocab, docs, device)
         return [f and f[0] for f in found], [f and f[1:] for f in found]

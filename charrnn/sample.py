@@ -158,6 +158,13 @@ def start(model: CharRNN, vocab: Vocab, prime: str, n: int, device: torch.device
         [vocab.labels[i] for i in chosen.tolist()]
 
 
+def text_step(model: CharRNN, vocab: Vocab, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+    """model.step for sampling: the scores (B, vocab.text_size) of the next draw, EOS and the characters only (a label
+    never comes mid-text), and the new state. Every sampler steps through here."""
+    logits, state = model.step(ids, state)
+    return logits[:, : vocab.text_size], state
+
+
 def _read(model: CharRNN, ids: torch.Tensor) -> tuple[torch.Tensor, State, torch.Tensor]:
     """Rows of ids (B, T) read from a fresh state, a chunk at a time (the state carried, so memory stays bounded): the
     scores (B, V) after the last id, the state, and each row's nats (B,) for ids[:, 1:] given what came before."""
@@ -275,7 +282,7 @@ class Sampler:
         # than a 64-stream step's bookkeeping (it is a context switch per character).
         with torch.inference_mode():
             logits, state = self._start(gen)
-        active, text_size = list(range(cfg.num_samples)), self.vocab.text_size
+        active = list(range(cfg.num_samples))
         for step in range(cfg.length):
             with torch.inference_mode():
                 # A first draw of EOS would make an empty document; the probabilities reported stay the model's.
@@ -299,8 +306,7 @@ class Sampler:
                     state = select_state(state, index)
                     ids = ids.index_select(0, index)
                     active = [active[p] for p in keep]
-                logits, state = self.model.step(ids, state)
-                logits = logits[:, :text_size]  # a label never comes mid-text
+                logits, state = text_step(self.model, self.vocab, ids, state)
         for i in active:  # cut at the length: what a stop scan held back was no stop
             yield from self._out(i, self.scans[i].flush() if self.scans else [])
             self.ended[i] = "length"

@@ -26,7 +26,7 @@ import torch
 from ..config import SampleConfig
 from ..data import EOS, Vocab
 from ..model import CharRNN, cat_states, select_state
-from ..sample import StopScan, next_ids, release, reported_probs, start
+from ..sample import StopScan, next_ids, release, reported_probs, start, text_step
 
 
 @dataclass(frozen=True)
@@ -282,8 +282,7 @@ class Engine:
             self.state, ids = select_state(self.state, index), ids.index_select(0, index)
             self.rows, self.counts = [self.rows[p] for p in keep], [self.counts[p] for p in keep]
             self._respan()
-        self.logits, self.state = self.model.step(ids, self.state)
-        self.logits = self.logits[:, : self.vocab.text_size]  # a label never comes mid-text
+        self.logits, self.state = text_step(self.model, self.vocab, ids, self.state)
 
     def close(self, message: str) -> None:
         """End every request, running or waiting, with `message` (the server is stopping)."""
