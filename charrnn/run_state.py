@@ -44,6 +44,11 @@ class Progress:
     streams: int = 0  # this rank's streams when the epoch began (0: a run saved before --batch-ramp, --batch-size)
     splits: list[int] = field(default_factory=list)  # windows of this epoch where --batch-ramp doubled the streams
 
+    def streams_now(self, batch_size: int) -> int:
+        """This rank's streams at this point of the epoch: those it began with (batch_size for a run saved
+        before they were recorded), doubled at each split."""
+        return (self.streams or batch_size) << len(self.splits)
+
 
 def end_score_split(final_chars: int) -> str:
     """What a --time run's end score covered, for messages: 'the whole validation split' or 'N characters of the

@@ -120,7 +120,7 @@ class Trainer:
         if saved:
             self.carried = self.model.cell.pack([s.to(self.device, torch.float32) for s in saved])  # older runs saved half
             if world.parallel:  # the saved state holds every rank's streams
-                rows = (self.prog.streams or self.cfg.batch_size) << len(self.prog.splits)
+                rows = self.prog.streams_now(self.cfg.batch_size)
                 mine = torch.arange(world.rank * rows, (world.rank + 1) * rows, device=self.device)
                 self.carried = select_state(self.carried, mine)
 

@@ -94,7 +94,7 @@ def test_a_resumed_run_rebuilds_the_doubled_streams():
     for _ in range(45):
         a.next(prog, gen, rows=2 if prog.window < 20 else 4 if prog.window < 40 else 8)
         prog.window += 1
-    assert prog.splits == [20, 40] and prog.streams == 2
+    assert prog.splits == [20, 40] and prog.streams == 2 and prog.streams_now(batch_size=2) == a.rows == 8
     b = Windows(ids, rows=2, seq_len=10, rank=0, ranks=1, device=torch.device("cpu"))
     saved = Progress(**dataclasses.asdict(prog))
     assert torch.equal(b.next(saved, gen, rows=8)[0], a.next(prog, gen, rows=8)[0])
