@@ -217,6 +217,7 @@ def inspect(
     json_out: bool = opt.json_option("One JSON object per prediction."),
     encoding: str = opt.encoding_option(),
     errors: str = opt.errors_option(),
+    label: str | None = opt.label_option(),
 ):
     """Look inside: predictions, surprisal, hidden units. Per character the top-5 predictions and surprisal, or one unit."""
     from . import render
@@ -227,7 +228,7 @@ def inspect(
     _, model, vocab, _ = open_model(checkpoint)
     text = read_text(source, encoding=encoding, errors=errors)
     check_request(model, vocab, text, find, neuron, layer)
-    ins = inspect_text(model, vocab, text)
+    ins = inspect_text(model, vocab, text, label=label)
     if html_out is not None:
         write_html(html_out, ins, text, f"charrnn inspect: {source}", None if neuron is None else (layer, neuron))
     if find is not None:

@@ -2,7 +2,9 @@
 
 The text is read as one document, as training and `eval` read it: EOS, the characters, EOS. At
 position t the model has read ids[: t + 1] and is scored on ids[t + 1], so there are len(text) + 1
-predictions and their mean surprisal is `eval`'s loss on the same text.
+predictions and their mean surprisal is `eval`'s loss on the same text. With a label (a labelled
+model), the document opens EOS, label, as `eval --label` reads it: the label is given, not predicted,
+so the positions start after it.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class Inspection:
     """
 
     vocab: Vocab
-    ids: np.ndarray  # EOS text EOS, (n + 1,)
+    ids: np.ndarray  # EOS text EOS, (n + 1,); with a label: label text EOS
     probs: np.ndarray  # (n, vocab), rows sum to 1
     hidden: np.ndarray  # (n, layers, hidden)
 
@@ -55,9 +57,12 @@ class Inspection:
 
 
 @torch.no_grad()
-def inspect_text(model: CharRNN, vocab: Vocab, text: str, device: torch.device | str = "cpu") -> Inspection:
-    """Run the model over `text` one step at a time (state carried), keeping its predictions and hidden units."""
-    ids = np.concatenate([[EOS], vocab.encode(text), [EOS]]).astype(np.int64)
+def inspect_text(model: CharRNN, vocab: Vocab, text: str, device: torch.device | str = "cpu",
+                 label: str | None = None) -> Inspection:
+    """Run the model over `text` one step at a time (state carried), keeping its predictions and hidden units;
+    with `label`, the document's kind (vocab.labels) is read first, as eval --label reads it."""
+    head = [EOS] + ([] if label is None else [vocab.label_id(label)])
+    ids = np.concatenate([head, vocab.encode(text), [EOS]]).astype(np.int64)
     model.eval()
     state = model.init_state(1, device)
     probs, hidden = [], []
@@ -67,7 +72,8 @@ def inspect_text(model: CharRNN, vocab: Vocab, text: str, device: torch.device |
         probs.append(torch.softmax(logits.double(), -1)[0].cpu())
         h = model.cell.unpack(state)[0]  # (layers, 1, hidden)
         hidden.append(h[:, 0].float().cpu())
-    return Inspection(vocab, ids, torch.stack(probs).numpy(), torch.stack(hidden).numpy())
+    given = len(head) - 1  # the EOS before a label predicted the label: given, so not shown
+    return Inspection(vocab, ids[given:], torch.stack(probs).numpy()[given:], torch.stack(hidden).numpy()[given:])
 
 
 def check_request(model: CharRNN, vocab: Vocab, text: str, find: str | None, neuron: int | None, layer: int) -> None:

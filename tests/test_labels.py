@@ -2,6 +2,7 @@
 (sample --label, score/eval --label, /v1/sample's label), named in info, grown by --init."""
 
 import json
+import math
 import random
 import re
 
@@ -211,6 +212,24 @@ def test_eval_needs_a_label_and_scores_characters_not_labels(kinds_run, kinds_mo
     assert evaluate(model, ids, scored_below=vocab.text_size).count == 11 and evaluate(model, ids).count == 13
 
 
+def test_inspect_reads_the_label_given_as_eval_does(kinds_run):
+    (kinds_run / "one.txt").write_text("0123\n")
+    r = run("eval", "-c", kinds_run, "one.txt", "--label", "digits", "--json", cwd=kinds_run)
+    assert r.returncode == 0, r.stderr
+    scored = json.loads(r.stdout.splitlines()[0])
+    r = run("inspect", "-c", kinds_run, "--label", "digits", "--json", cwd=kinds_run, input="0123")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [row["char"] for row in rows] == ["0", "1", "2", "3", None]
+    assert all(tok in DIGITS for tok, _ in rows[0]["top"][:3])  # after the label the model expects its kind
+    nats = sum(row["bits"] for row in rows) * math.log(2) / len(rows)
+    assert len(rows) == scored["scored"] and nats == pytest.approx(scored["nats_per_char"], abs=1e-3)
+    r = run("inspect", "-c", kinds_run, "--json", cwd=kinds_run, input="0123")  # no label: its first guess is the kind
+    assert {tok for tok, _ in json.loads(r.stdout.splitlines()[0])["top"][:2]} == {"<label:digits>", "<label:letters>"}
+    r = run("inspect", "-c", kinds_run, "--label", "poems", cwd=kinds_run, input="0123")
+    assert r.returncode == 2 and r.stdout == "" and "is not one of the model's labels: digits, letters" in r.stderr
+
+
 def test_beam_search_writes_the_asked_kind(kinds_run):
     r = run("sample", "-c", kinds_run, "--beam", "3", "--label", "digits", "-l", "10", "--json", "-q", cwd=kinds_run)
     assert r.returncode == 0, r.stderr
@@ -270,6 +289,23 @@ def test_serve_takes_a_label_and_writes_what_sample_writes(kinds_server, kinds_r
         local = [json.loads(line) for line in r.stdout.splitlines()]
         assert [(s["text"], s["label"]) for s in done["samples"]] == [(s["text"], s["label"]) for s in local]
         assert {s["label"] for s in local} == ({label} if label else {"digits", "letters"})
+
+
+def test_openai_completions_take_a_label_in_extra_body(kinds_server, kinds_run):
+    openai = pytest.importorskip("openai", reason="the openai package is not installed (pip install -e '.[dev]')")
+    client = openai.OpenAI(base_url=kinds_server.url + "v1", api_key="not-needed", max_retries=0, timeout=60)
+    r = client.completions.create(model="x", prompt="", n=3, max_tokens=10, seed=4, extra_body={"label": "digits"})
+    local = run("sample", "-c", kinds_run, "-n", "3", "-l", "10", "--seed", "4", "--label", "digits", "--json", "-q",
+                cwd=kinds_run)
+    texts = [json.loads(line)["text"] for line in local.stdout.splitlines()]
+    assert [c.text for c in r.choices] == texts and "".join(texts)
+    letters = client.completions.create(model="x", prompt="", n=3, max_tokens=10, seed=4, extra_body={"label": "letters"})
+    share = [sum(ch in DIGITS for ch in text) / max(1, len(text)) for text in ("".join(texts),
+                                                                               "".join(c.text for c in letters.choices))]
+    assert share[0] > 0.8 > 0.2 > share[1]
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="x", messages=[{"role": "user", "content": "0"}], extra_body={"label": "poems"})
+    assert e.value.body["param"] == "label" and "digits, letters" in e.value.body["message"]
 
 
 def test_serve_refuses_an_unknown_label_naming_the_field(kinds_server):

@@ -4,7 +4,8 @@
 
 A token is a character. A request becomes one engine Job per prompt (n samples each), with the
 SampleConfig `charrnn sample` would use for the same settings, so a seeded completion is the text
-`charrnn sample --seed` writes. A chat's messages have no turns for a character model: their contents,
+`charrnn sample --seed` writes; a labelled model takes charrnn's own field `label` (else each sample's kind is
+drawn, as sample draws it). A chat's messages have no turns for a character model: their contents,
 joined by newlines, are the prompt it continues. Errors are OpenAI's {"error": {message, type, param, code}}.
 """
 
@@ -18,7 +19,19 @@ from dataclasses import dataclass, field, replace
 
 from ..config import SampleConfig
 from ..data import Vocab
-from .api import MAX_TOP, Field, RequestError, _int, _number, _strings, check_limits, checked_prime, read_object
+from .api import (
+    MAX_TOP,
+    SAMPLE_FIELDS,
+    Field,
+    RequestError,
+    _int,
+    _number,
+    _strings,
+    check_limits,
+    checked_label,
+    checked_prime,
+    read_object,
+)
 from .engine import End, Job, Text
 
 
@@ -41,6 +54,7 @@ COMMON_FIELDS: dict[str, Field] = {
     "stream": _optional("true or false", lambda v: isinstance(v, bool)),
     "stream_options": _optional("an object", lambda v: isinstance(v, dict)),
     "user": _optional("a string", lambda v: isinstance(v, str)),
+    "label": SAMPLE_FIELDS["label"],  # charrnn's own (the openai package sends it in extra_body): a labelled model's kind
     # OpenAI's, with no meaning for this model: accepted at their neutral values only (NEUTRAL).
     "frequency_penalty": _optional("a number", _number),
     "presence_penalty": _optional("a number", _number),
@@ -110,7 +124,7 @@ def completion_request(body: bytes, vocab: Vocab, max_batch: int, seed: Callable
             raise RequestError("prompt is missing: send a string, or a list of strings for one completion each", "prompt")
         prompts = [v["prompt"]] if isinstance(v["prompt"], str) else v["prompt"]
         top, echo, length = v["logprobs"] or 0, bool(v["echo"]), None
-    cfg = sample_config(v, length, seed)
+    cfg = replace(sample_config(v, length, seed), label=checked_label(v["label"], vocab))
     check_limits(cfg, OPENAI_NAMES, max_batch, len(prompts))
     prompts = [checked_prime(p, vocab, "messages" if chat else "prompt") for p in prompts]
     stream_options = v["stream_options"] or {}
