@@ -14,11 +14,13 @@ import argparse
 import math
 from collections import Counter
 
+from charrnn.data import train_length
+
 DISCOUNT = 0.75
 
 
 def scores(text: str, val_frac: float = 0.1) -> dict:
-    cut = len(text) - int(round(len(text) * val_frac))
+    cut = train_length(len(text), val_frac)
     train, val = text[:cut], text[cut:]
     vocab = len(set(text)) + 1  # + EOS, as charrnn's vocabulary
     unigrams = Counter(train)

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from charrnn.data import train_length
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -79,7 +81,7 @@ def held_out_score(run_dir: Path, book: Path, work: Path) -> float:
     text = book.read_text(encoding="utf-8")
     tail = work / f"heldout-{book.stem}.txt"
     if not tail.exists():
-        tail.write_text(text[len(text) - int(round(len(text) * 0.1)) :], encoding="utf-8")
+        tail.write_text(text[train_length(len(text), 0.1) :], encoding="utf-8")
     scored = subprocess.run([*CHARRNN, "eval", "-c", str(run_dir / "best.pt"), str(tail), "--json"], check=True,
                             capture_output=True, text=True).stdout.strip().splitlines()[-1]
     return json.loads(scored)["nats_per_char"]

@@ -37,6 +37,7 @@ from .data import (
     fingerprint_of,
     nul_means_binary,
     split_documents,
+    train_length,
     undecodable_error,
 )
 from .errors import CharRNNError, UsageError
@@ -240,7 +241,7 @@ def prepare_corpus(paths: list[Path], cache_dir: Path, val_frac: float, encoding
         _write_json(meta_path, meta)
         return _open(cache_dir, meta)
     vocab = fit_vocab({chr(c) for c in scan.codes}, vocab, grow, max_vocab, set(labels) if labels else None)
-    ks = [n - int(round(n * val_frac)) for n in scan.chars]  # as split_documents: the last val_frac is held out
+    ks = [train_length(n, val_frac) for n in scan.chars]
     opened = 2 if labels else 1  # a held-out tail: its label (if any) and the closing EOS
     check_split(val_frac, val_len=sum(n - k + opened for n, k in zip(scan.chars, ks, strict=True) if k < n),
                 train_text=sum(ks))

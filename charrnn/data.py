@@ -255,6 +255,12 @@ class Split:
     val: np.ndarray
 
 
+def train_length(n: int, val_frac: float) -> int:
+    """How much of a document of n symbols training reads when its tail is held out: all but the last val_frac
+    (rounded), which validation scores."""
+    return n - int(round(n * val_frac))
+
+
 def split_documents(docs: list[str], vocab: Vocab, val_frac: float, whole: bool = False, seed: int = 0,
                     labels: list[str] | None = None) -> Split:
     """Hold out validation text, never trained on.
@@ -279,7 +285,7 @@ def split_documents(docs: list[str], vocab: Vocab, val_frac: float, whole: bool 
         heads = [label_head(vocab, labels[i] if labels else None) for i in range(len(docs))]
         for d, head in zip(docs, heads, strict=True):
             ids = vocab.encode(d)
-            k = len(ids) - int(round(len(ids) * val_frac))
+            k = train_length(len(ids), val_frac)
             train_parts += [eos, head, ids[:k]]
             if k < len(ids):
                 val_parts += [head, ids[k:], eos]

@@ -97,10 +97,10 @@ class Adapter:
             e = min(n, s + self.cfg.segment)
             x = to_device(torch.from_numpy(np.asarray(ids[s:e], dtype=np.int64)), self.device)[None]
             y = np.asarray(ids[s + 1 : e + 1], dtype=np.int64)
-            given = y >= scored_below if scored_below is not None else None
-            if given is not None and given.any():
+            if scored_below is not None:
+                given = y >= scored_below
                 unscored += int(given.sum())
-                y = np.where(given, IGNORE, y)
+                y = np.where(given, IGNORE, y)  # a copy: y may be a view of the caller's ids
             y = to_device(torch.from_numpy(y), self.device)
             with torch.enable_grad():
                 nlls, state = self.model(x, self.state, y[None])
