@@ -201,10 +201,10 @@ def run_measured(cmd: list[str], **kw) -> tuple[int, float, float]:
     return p.returncode, time.perf_counter() - t0, usage.ru_maxrss / 1024
 
 
-def quality(corpus: Path, budget: str, work: Path) -> dict:
+def quality(corpus: Path, budget: str, work: Path, device: str = "auto") -> dict:
     out = work / f"quality-{budget}"
-    code, wall, rss = run_measured([*CHARRNN, "train", str(corpus), "--time", budget, "--out", str(out), "-q"],
-                                   stdout=subprocess.DEVNULL)
+    code, wall, rss = run_measured([*CHARRNN, "train", str(corpus), "--time", budget, "--out", str(out), "-q",
+                                    "--device", device], stdout=subprocess.DEVNULL)
     if code != 0:
         raise SystemExit(f"bench: training for {budget} failed with exit {code}")
     row = quality_row(out, budget, wall, rss)
@@ -283,9 +283,14 @@ def mark(ok: bool) -> str:
 def write_results(path: Path, r: dict) -> None:
     from gpu_bench import gpu_section, load_gpu_results  # it imports this module: not at the top
 
-    m, sp, sa, st = r["machine"], r["speed"], r["sampling"], r["startup"]
-    q = {row["budget"]: row for row in r["quality"]}
-    lines = [
+    lines = [*header_lines(r), *target_lines(r), *throughput_lines(r["speed"]), *quality_lines(r), *sampling_lines(r),
+             *startup_lines(r), *gpu_section(load_gpu_results())]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def header_lines(r: dict) -> list[str]:
+    m = r["machine"]
+    return [
         "# charrnn benchmark results",
         "",
         f"Written by `make bench` ({r['wall_min']:.1f} minutes"
@@ -296,20 +301,22 @@ def write_results(path: Path, r: dict) -> None:
         f"Corpus: `{r['corpus']}` ({r['corpus_chars']:,} characters; the last 10% is the validation text).",
         f"Measured matrix-product rate (fp32, 2048 x 2048): **{r['flops'] / 1e9:.0f} GFLOP/s**.",
         "",
-        "## Targets",
-        "",
-        "| target | measured | |",
-        "| --- | --- | --- |",
     ]
-    worst_overhead = max(row["overhead"] for row in sp if not row.get("optional"))
-    tenm = q[r["main_budget"]]
-    overheads = ", ".join(f"{row['model']}: {100 * row['overhead']:+.1f}%" for row in sp if not row.get("optional"))
+
+
+def target_lines(r: dict) -> list[str]:
+    sp, sa, st = r["speed"], r["sampling"], r["startup"]
+    judged_rows = [row for row in sp if not row.get("optional")]
+    worst_overhead = max(row["overhead"] for row in judged_rows)
+    overheads = ", ".join(f"{row['model']}: {100 * row['overhead']:+.1f}%" for row in judged_rows)
+    main = {row["budget"]: row for row in r["quality"]}[r["main_budget"]]
     target = 1.40  # issue 12 (issue 5's was 1.45)
-    judged = mark(tenm["val_loss"] <= target) if r["main_budget"] == "10m" else "not judged (--quick)"
-    lines += [
+    judged = mark(main["val_loss"] <= target) if r["main_budget"] == "10m" else "not judged (--quick)"
+    return [
+        "## Targets", "", "| target | measured | |", "| --- | --- | --- |",
         f"| training step within 10% of a bare nn.LSTM step | {overheads} | {mark(worst_overhead <= 0.10)} |",
         f"| `--time {r['main_budget']}` val loss <= {target:.2f} nats/char "
-        f"| {tenm['val_loss']:.4f} nats/char ({tenm['val_bpc']:.4f} bpc) | {judged} |",
+        f"| {main['val_loss']:.4f} nats/char ({main['val_bpc']:.4f} bpc) | {judged} |",
         f"| sampling, one stream >= 3,000 chars/s | {sa['one']:,.0f} chars/s | {mark(sa['one'] >= 3000)} |",
         f"| sampling, 64 streams >= half the matmul bound | {sa['batch64']:,.0f} chars/s = {sa['ratio']:.2f} x bound "
         f"({sa['bound']:,.0f}) | {mark(sa['ratio'] >= 0.5)} |",
@@ -319,6 +326,11 @@ def write_results(path: Path, r: dict) -> None:
         f"| first sampled character < 2 s | {st['first_char_s']:.2f} s | {mark(st['first_char_s'] < 2)} |",
         "",
         *([f"Note: {r['note']}.", ""] if r.get("note") else []),
+    ]
+
+
+def throughput_lines(sp: list[dict]) -> list[str]:
+    return [
         "## Training throughput (characters/s)",
         "",
         "charrnn's own loop (`train()`: dropout, clipping, carried state, schedule, progress) against the same",
@@ -329,11 +341,14 @@ def write_results(path: Path, r: dict) -> None:
         "",
         "| model | parameters | charrnn | bare torch | overhead |",
         "| --- | --- | --- | --- | --- |",
-    ]
-    lines += [f"| {row['model']} | {row['params']:,} | {row['charrnn_chars_per_s']:,.0f} | {row['bare_chars_per_s']:,.0f} "
-              f"| {100 * row['overhead']:+.1f}% |" for row in sp]
-    lines += [
+        *(f"| {row['model']} | {row['params']:,} | {row['charrnn_chars_per_s']:,.0f} | {row['bare_chars_per_s']:,.0f} "
+          f"| {100 * row['overhead']:+.1f}% |" for row in sp),
         "",
+    ]
+
+
+def quality_lines(r: dict) -> list[str]:
+    lines = [
         "## Quality at a time budget (default settings)",
         "",
         "The best weights scored on the whole validation split at the end (the evaluations during the run score a "
@@ -347,24 +362,30 @@ def write_results(path: Path, r: dict) -> None:
                      f"| {row['val_loss']:.4f} | {row['val_bpc']:.4f} | {row.get('sample_val_loss', row['val_loss']):.4f} "
                      f"| {row['model']} ({row['params']:,} params) | {row['steps']:,} (best at {row['step']:,}) "
                      f"| {row['chars_per_s']:,.0f} | {row.get('watch_share', math.nan):.1%} | {row['peak_mib']:,.0f} MiB |")
-    lines += ["", f"Training settings: {r['quality'][-1]['train']}.", "",
-              "## Sampling", "",
-              f"Model of the `--time {r['main_budget']}` run, temperature 1, best of 5 seeds, timed inside a fresh process "
-              "(library call, no start-up).", "",
-              "| streams | chars/s |", "| --- | --- |",
-              f"| 1 | {sa['one']:,.0f} |",
-              f"| 64 (one batch) | {sa['batch64']:,.0f} |", "",
-              f"The model costs {sa['flops_per_char'] / 1e6:.2f} MFLOP per character (gate and head products), so the "
-              f"measured matrix-product rate allows at most {sa['bound']:,.0f} chars/s; 64 streams reach "
-              f"{sa['ratio']:.2f} of that. State is carried from character to character; nothing is recomputed.", "",
-              "## Start-up and memory", "",
-              "| what | result |", "| --- | --- |",
-              f"| `charrnn --help` (median of 7) | {st['help_s']:.2f} s |",
-              f"| first sampled character on stdout, process start included (median of 5) | {st['first_char_s']:.2f} s |",
-              f"| peak resident memory, training (`--time {r['main_budget']}`) | {q[r['main_budget']]['peak_mib']:,.0f} MiB |",
-              f"| peak resident memory, sampling 64 x 5,000 chars | {st['sample_peak_mib']:,.0f} MiB |", "",
-              *gpu_section(load_gpu_results())]
-    path.write_text("\n".join(lines) + "\n")
+    return [*lines, "", f"Training settings: {r['quality'][-1]['train']}.", ""]
+
+
+def sampling_lines(r: dict) -> list[str]:
+    sa = r["sampling"]
+    return ["## Sampling", "",
+            f"Model of the `--time {r['main_budget']}` run, temperature 1, best of 5 seeds, timed inside a fresh process "
+            "(library call, no start-up).", "",
+            "| streams | chars/s |", "| --- | --- |",
+            f"| 1 | {sa['one']:,.0f} |",
+            f"| 64 (one batch) | {sa['batch64']:,.0f} |", "",
+            f"The model costs {sa['flops_per_char'] / 1e6:.2f} MFLOP per character (gate and head products), so the "
+            f"measured matrix-product rate allows at most {sa['bound']:,.0f} chars/s; 64 streams reach "
+            f"{sa['ratio']:.2f} of that. State is carried from character to character; nothing is recomputed.", ""]
+
+
+def startup_lines(r: dict) -> list[str]:
+    st, main = r["startup"], {row["budget"]: row for row in r["quality"]}[r["main_budget"]]
+    return ["## Start-up and memory", "",
+            "| what | result |", "| --- | --- |",
+            f"| `charrnn --help` (median of 7) | {st['help_s']:.2f} s |",
+            f"| first sampled character on stdout, process start included (median of 5) | {st['first_char_s']:.2f} s |",
+            f"| peak resident memory, training (`--time {r['main_budget']}`) | {main['peak_mib']:,.0f} MiB |",
+            f"| peak resident memory, sampling 64 x 5,000 chars | {st['sample_peak_mib']:,.0f} MiB |", ""]
 
 
 def main() -> None:

@@ -1,21 +1,25 @@
 """charrnn on an NVIDIA GPU: the training step against bare cuDNN, host syncs in the hot loop,
 batched sampling against the device's matmul rate, and the model five GPU-minutes buy.
 
-    make gpu-bench                             # both parts, one 10-minute command each
-    python benchmarks/gpu_bench.py speed       # step overhead, host syncs, sampling (~3 minutes)
-    python benchmarks/gpu_bench.py quality     # charrnn train tinyshakespeare.txt --time 5m (~6 minutes)
+    make gpu-check OUT=$OUT                    # on the lent GPU: cuda tests, then both parts (~9 minutes)
+    python benchmarks/gpu_bench.py speed       # step overhead, host syncs, sampling (~1-2 minutes)
+    python benchmarks/gpu_bench.py quality     # charrnn train tinyshakespeare.txt --time 5m (~5.5 minutes)
+    python benchmarks/gpu_bench.py --smoke --device cpu   # every part at toy sizes: checks this script anywhere
 
 Runs from the source tree with the machine's own torch (PYTHONPATH=.; make sets it). Each part
 merges its figures into benchmarks/RESULTS-gpu.json and rewrites the GPU section of RESULTS.md,
-which `make bench` on a CPU keeps.
+which `make bench` on a CPU keeps; with --copy-to DIR it copies both there as each part ends (the
+device tool brings back only what lands in its $OUT). A --smoke run writes under --work instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -29,6 +33,7 @@ from charrnn.checkpoint import bundled_model  # noqa: E402
 from charrnn.config import SampleConfig, TrainConfig  # noqa: E402
 from charrnn.data import Vocab, read_text  # noqa: E402
 from charrnn.inference import load_model  # noqa: E402
+from charrnn.runtime import synchronize  # noqa: E402
 from charrnn.sample import generate  # noqa: E402
 from charrnn.train import train  # noqa: E402
 from charrnn.trainer import SYNC_EVERY, Reporter  # noqa: E402
@@ -41,6 +46,25 @@ SYNC_EVENTS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynch
 TARGET = 1.38  # issue 14: --time 5m on tinyshakespeare, whole validation split
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What one run measures, and where: the real GPU run, or a --smoke run of every part at toy sizes."""
+
+    device: str = "cuda"
+    models: tuple[tuple[int, int], ...] = ((1, 512), (2, 512), (2, 1024))
+    steps: int = 300  # timed training steps per model (the first `skip` not counted)
+    skip: int = 30
+    profiled: int = 40  # steps the profiler records
+    sample_lengths: tuple[tuple[int, int], ...] = ((1, 3000), (1024, 400))  # (streams, characters each)
+    matmul_n: int = 8192
+    budget: str = "5m"
+
+    @classmethod
+    def smoke(cls, device: str) -> Plan:
+        return cls(device, models=((1, 64),), steps=12, skip=2, profiled=4, sample_lengths=((1, 50), (1024, 5)),
+                   matmul_n=256, budget="8s")
+
+
 class Profiled(Reporter):
     """Steps a torch profiler once per training step: it records steps wait..wait+active of the loop."""
 
@@ -51,56 +75,59 @@ class Profiled(Reporter):
         self.prof.step()
 
 
-def host_syncs(docs, work: Path, wait: int = 20, active: int = 40) -> dict:
+def host_syncs(docs, work: Path, plan: Plan, wait: int = 20) -> dict:
     """Host synchronisations per SYNC_EVERY training steps of charrnn's own loop (1 x 512, default precision)."""
     from torch.profiler import ProfilerActivity, profile, schedule
 
-    sched = schedule(wait=wait, warmup=0, active=active, repeat=1)
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], schedule=sched) as prof:
-        train(docs, {"layers": 1, "hidden": 512}, TrainConfig(device="cuda", steps=wait + active + 5, eval_every=10**9,
-                                                              val_frac=0.01), work / "gpu-profile",
-              reporter=Profiled(prof), sample_every_eval=0)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if plan.device == "cuda" else [])
+    with profile(activities=activities, schedule=schedule(wait=wait - 1, warmup=1, active=plan.profiled, repeat=1)) as prof:
+        train(docs, {"layers": 1, "hidden": plan.models[0][1]},
+              TrainConfig(device=plan.device, steps=wait + plan.profiled + 5, eval_every=10**9, val_frac=0.01),
+              work / "gpu-profile", reporter=Profiled(prof), sample_every_eval=0)
     counts = {e.key: e.count for e in prof.key_averages() if e.key in SYNC_EVENTS}
-    total = sum(counts.values())
-    return {"steps": active, "events": counts, "per_sync_every": total / active * SYNC_EVERY}
+    return {"steps": plan.profiled, "events": counts, "per_sync_every": sum(counts.values()) / plan.profiled * SYNC_EVERY}
 
 
-def sampling(device, flops: float) -> dict:
+def sampling(plan: Plan, flops: float) -> dict:
     """Characters per second of the bundled 1 x 512 model: one stream, and 1,024 streams as one batch."""
+    device = torch.device(plan.device)
     model, vocab, raw = load_model(bundled_model(), device)
     rates = {}
-    for streams, length in ((1, 3000), (1024, 400)):
+    for streams, length in plan.sample_lengths:
         best = 0.0
         for seed in range(3):
             t0 = time.perf_counter()
             n = sum(1 for _, c in generate(model, vocab, "", SampleConfig(length=length, num_samples=streams, seed=seed),
                                            device) if c is not None)
-            torch.cuda.synchronize()
+            synchronize(device)
             best = max(best, n / (time.perf_counter() - t0))
         rates[streams] = best
     bound = flops / lstm_flops_per_char(raw["model_config"], len(vocab))
     return {"one": rates[1], "batch1024": rates[1024], "bound": bound, "ratio": rates[1024] / bound}
 
 
-def speed(corpus: Path, work: Path) -> dict:
-    device = torch.device("cuda")
+def speed(corpus: Path, work: Path, plan: Plan) -> dict:
+    device = torch.device(plan.device)
     docs = [read_text(corpus)]
     vocab_size = len(Vocab.from_texts(docs))
-    steps, cfg = [], TrainConfig(device="cuda", batch_size=32)  # 32 x 64, as the table says
-    for layers, hidden in ((1, 512), (2, 512), (2, 1024)):
-        o, b = compare_steps(docs, vocab_size, {"layers": layers, "hidden": hidden}, cfg, 300, 30,
+    steps, cfg = [], TrainConfig(device=plan.device, batch_size=32)  # 32 x 64, as the table says
+    chars = cfg.batch_size * cfg.seq_len
+    for layers, hidden in plan.models:
+        o, b = compare_steps(docs, vocab_size, {"layers": layers, "hidden": hidden}, cfg, plan.steps, plan.skip,
                              work / f"gpu-speed-{layers}x{hidden}", device)
-        chars = 32 * 64
         steps.append({"model": f"{layers} x {hidden}", "charrnn": chars / o, "bare": chars / b, "overhead": o / b - 1})
         print(f"  gpu train {layers}x{hidden}: {chars / o:,.0f} chars/s, bare {chars / b:,.0f}, "
               f"{100 * (o / b - 1):+.1f}%", file=sys.stderr)
-    flops = matmul_flops(device, n=8192)
-    return {"steps": steps, "syncs": host_syncs(docs, work), "flops": flops, "sampling": sampling(device, flops)}
+    # The bound for sampling, in the arithmetic sampling runs: true fp32 (plain_fp32 turns cuDNN's TF32 off, and
+    # matrix products default to "highest"), so TF32's rate would overstate it.
+    flops = matmul_flops(device, n=plan.matmul_n)
+    return {"steps": steps, "syncs": host_syncs(docs, work, plan), "flops": flops,
+            "matmul_precision": torch.get_float32_matmul_precision(), "sampling": sampling(plan, flops)}
 
 
-def gpu_quality(corpus: Path, work: Path, budget: str = "5m") -> dict:
+def gpu_quality(corpus: Path, work: Path, plan: Plan) -> dict:
     """`charrnn train CORPUS --time 5m` with defaults, measured as `make bench` measures its budgets."""
-    return {**quality(corpus, budget, work / "gpu"), "corpus": corpus.name}
+    return {**quality(corpus, plan.budget, work / "gpu", plan.device), "corpus": corpus.name}
 
 
 def gpu_section(data: dict | None) -> list[str]:
@@ -132,37 +159,56 @@ def gpu_section(data: dict | None) -> list[str]:
     return lines
 
 
-def load_gpu_results() -> dict | None:
-    return json.loads(GPU_JSON.read_text()) if GPU_JSON.exists() else None
+def load_gpu_results(path: Path = GPU_JSON) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
 
 
-def rewrite_results(data: dict) -> None:
+def rewrite_results(data: dict, results: Path = RESULTS) -> None:
     """Replace the GPU section (the last one) of RESULTS.md."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# charrnn benchmark results\n\n## GPU\n"
+    text = results.read_text() if results.exists() else "# charrnn benchmark results\n\n## GPU\n"
     head = text.split("\n## GPU\n", 1)[0].rstrip("\n")
-    RESULTS.write_text(head + "\n\n" + "\n".join(gpu_section(data)) + "\n")
+    results.write_text(head + "\n\n" + "\n".join(gpu_section(data)) + "\n")
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("parts", nargs="*", help="speed, quality (default: both)")
     ap.add_argument("--corpus", type=Path, default=next((p for p in (TINY, CARRIED) if p.exists()),
                                                         HERE.parent / "corpora" / "shakespeare.txt"))
     ap.add_argument("--work", type=Path, default=HERE / "runs")
+    ap.add_argument("--copy-to", type=Path, help="also copy the results there as each part ends (the device tool's $OUT)")
+    ap.add_argument("--smoke", action="store_true", help="every part at toy sizes, results under --work: checks the script")
+    ap.add_argument("--device", default="cuda", help="with --smoke, any device (cpu checks the script without a GPU)")
     args = ap.parse_args()
     if set(args.parts) - {"speed", "quality"}:
         ap.error(f"parts are speed and quality, not {' '.join(args.parts)}")
-    if not torch.cuda.is_available():
+    if args.device != "cuda" and not args.smoke:
+        ap.error("the figures are a GPU's: --device other than cuda only with --smoke")
+    return args
+
+
+def main() -> None:
+    args = arguments()
+    if args.device == "cuda" and not torch.cuda.is_available():
         print("gpu-bench: no CUDA GPU here; nothing measured", file=sys.stderr)
         return
+    plan = Plan.smoke(args.device) if args.smoke else Plan()
     args.work.mkdir(parents=True, exist_ok=True)
-    data = load_gpu_results() or {}
+    # A smoke run must not replace the real figures: it writes beside its own runs.
+    results, gpu_json = (args.work / RESULTS.name, args.work / GPU_JSON.name) if args.smoke else (RESULTS, GPU_JSON)
+    if args.smoke and not results.exists() and RESULTS.exists():
+        shutil.copyfile(RESULTS, results)
+    data = load_gpu_results(gpu_json) or {}
     data.update(machine=machine(), date=time.strftime("%Y-%m-%d"))
     for part in args.parts or ["speed", "quality"]:
-        data[part] = speed(args.corpus, args.work) if part == "speed" else gpu_quality(args.corpus, args.work)
-        GPU_JSON.write_text(json.dumps(data, indent=1) + "\n")
-        rewrite_results(data)
-        print(f"gpu-bench: {part} done; wrote {GPU_JSON} and the GPU section of {RESULTS}", file=sys.stderr)
+        data[part] = speed(args.corpus, args.work, plan) if part == "speed" else gpu_quality(args.corpus, args.work, plan)
+        gpu_json.write_text(json.dumps(data, indent=1) + "\n")
+        rewrite_results(data, results)
+        print(f"gpu-bench: {part} done; wrote {gpu_json} and the GPU section of {results}", file=sys.stderr)
+        if args.copy_to:
+            args.copy_to.mkdir(parents=True, exist_ok=True)
+            for f in (gpu_json, results):
+                shutil.copyfile(f, args.copy_to / f.name)
 
 
 if __name__ == "__main__":

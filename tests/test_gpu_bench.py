@@ -1,0 +1,38 @@
+"""benchmarks/gpu_bench.py, run where CI can run it: every part at toy sizes on the CPU (--smoke --device cpu).
+
+A GPU is lent to few sessions, for minutes; a script that breaks there costs the whole loan. This runs the
+same code (the step comparison, the profiler's sync count, sampling, the quality run, the results it writes
+and copies to the device tool's $OUT) on the CPU, so the script cannot rot between loans.
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_gpu_benchmark_runs_every_part_and_copies_its_results(tmp_path, corpus_text):
+    corpus = tmp_path / "play.txt"
+    corpus.write_text(corpus_text, encoding="utf-8")
+    real = (ROOT / "benchmarks" / "RESULTS.md").read_text()
+    r = subprocess.run([sys.executable, "benchmarks/gpu_bench.py", "--smoke", "--device", "cpu", "--corpus", str(corpus),
+                        "--work", str(tmp_path / "work"), "--copy-to", str(tmp_path / "out")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    data = json.loads((tmp_path / "out" / "RESULTS-gpu.json").read_text())
+    assert data["speed"]["steps"][0]["model"] == "1 x 64" and data["speed"]["steps"][0]["charrnn"] > 0
+    assert data["speed"]["sampling"]["batch1024"] > data["speed"]["sampling"]["one"] > 0
+    assert data["quality"]["budget"] == "8s" and 0 < data["quality"]["val_loss"] < 4.5
+    section = (tmp_path / "out" / "RESULTS.md").read_text().split("\n## GPU\n", 1)[1]
+    assert "| 1 x 64 |" in section and "`charrnn train play.txt --time 8s` on the GPU" in section
+    assert (ROOT / "benchmarks" / "RESULTS.md").read_text() == real  # a smoke run never replaces the real figures
+
+
+def test_the_gpu_figures_are_a_gpus(tmp_path):
+    r = subprocess.run([sys.executable, "benchmarks/gpu_bench.py", "--device", "cpu", "--work", str(tmp_path)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "only with --smoke" in r.stderr
