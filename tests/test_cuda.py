@@ -3,7 +3,7 @@
 Each test says what it proves: cuDNN training and every command on a GPU model, fp16 and bf16
 autocast with fp32 master weights (and the fp16 loss scaler saved and resumed; bf16 refused), a checkpoint
 written on the GPU read on a CPU with the same logits, Ctrl-C and --resume, NCCL under torchrun (two GPUs or more),
---compile, and batched sampling.
+--compile, batched sampling, and a time budget choosing its streams per step by measurement.
 """
 
 import json
@@ -17,9 +17,10 @@ from conftest import TINY_MODEL, tiny_config
 from test_trainer import StopAt
 
 from charrnn.checkpoint import load_checkpoint
-from charrnn.config import TrainConfig
+from charrnn.config import LR, TrainConfig
 from charrnn.errors import UsageError
 from charrnn.inference import load_model
+from charrnn.sizing import GPU_STREAMS, scaled_lr
 from charrnn.train import train
 
 pytestmark = pytest.mark.cuda
@@ -65,6 +66,21 @@ def test_sampling_256_streams_on_the_gpu(gpu_run):
     assert r.returncode == 0, r.stderr
     samples = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(samples) == 256 and len({s["text"] for s in samples}) > 200  # each stream its own draw
+
+
+def test_a_time_budget_on_the_gpu_measures_its_streams_and_scales_the_rate(tmp_path, corpus_text, capsys):
+    # Defaults that fill a GPU: under --time, --batch-size not given, the GPU times each of GPU_STREAMS the text can
+    # fill and trains the fewest within STREAMS_ENOUGH of the fastest, the learning rate scaled to them.
+    (tmp_path / "play.txt").write_text(corpus_text, encoding="utf-8")
+    r = cli("train", "play.txt", "--device", "cuda", "--time", "20s", "--out", "run", "--sample-length", "0", "--no-plot",
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    tc = load_checkpoint(tmp_path / "run" / "last.pt")["train_config"]
+    assert tc["batch_size"] in GPU_STREAMS and tc["batch_size"] * tc["seq_len"] <= len(corpus_text)
+    assert tc["lr"] == pytest.approx(scaled_lr(LR, tc["batch_size"]))
+    assert f"with {tc['batch_size']} streams a step" in r.stderr
+    with capsys.disabled():
+        print("\n  --time 20s on CUDA: " + next(line for line in r.stderr.splitlines() if "streams a step" in line))
 
 
 def test_bf16_on_cuda_is_refused_before_any_work(tmp_path, corpus_text):
