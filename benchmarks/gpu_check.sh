@@ -29,10 +29,13 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 fi
 
 run_tests() {
-    local workers=()
-    # The cuda tests are independent and mostly wait on subprocesses: spread them where xdist is there.
-    "$PY" -c "import xdist" 2>/dev/null && workers=(-n 8)
-    timeout 150 "$PY" -m pytest -m cuda -v -rA -p no:cacheprovider "${workers[@]}" --junitxml="$OUT/gpu-test.xml"
+    local opts=(-m cuda -v -rA --durations=20 -p no:cacheprovider --junitxml="$OUT/gpu-test.xml")
+    # The cuda tests are independent and mostly wait on subprocesses: spread them where xdist is there. A test that
+    # hangs fails alone, with its stack, where pytest-timeout is there; the cap sends SIGINT first, so pytest still
+    # reports what ran.
+    "$PY" -c "import xdist" 2>/dev/null && opts+=(-n 8)
+    "$PY" -c "import pytest_timeout" 2>/dev/null && opts+=(--timeout 120)
+    timeout -s INT -k 15 150 "$PY" -m pytest "${opts[@]}"
 }
 
 status=0
