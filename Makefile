@@ -8,7 +8,7 @@ TORCH_CPU ?= torch==2.13.0
 DEMO_TIME ?= 3m
 
 .PHONY: install demo test test-fast test-browser lint bench bench-serve bench-quality bench-labels bench-corpora clean corpora base gpu-check gpu-test gpu-bench gpu-bench-speed gpu-bench-quality gpu-wheels \
-	test-torch
+	gpu-dry-run test-torch
 
 install: $(VENV)/.installed
 
@@ -97,6 +97,12 @@ gpu-bench:
 
 gpu-bench-speed gpu-bench-quality:
 	@bash benchmarks/gpu_check.sh $(subst gpu-bench-,,$@)
+
+# Here, before a GPU loan: the tests marked cuda on the CPU (bf16 standing in for fp16, the ones about CUDA itself
+# skipped) and the GPU benchmark at toy sizes, so that a broken test or script costs no device time.
+gpu-dry-run: install
+	CHARRNN_CUDA_TESTS_ON=cpu $(BIN)/python -m pytest -m cuda -rs -p no:cacheprovider
+	$(BIN)/python benchmarks/gpu_bench.py --smoke --device cpu --work benchmarks/runs/gpu-smoke
 
 # Here, before a GPU loan: the wheels gpu-test unpacks there, at the versions the suite runs here: serve's (for
 # test_cuda's serve test), pure Python, whose anyio, h11 and click that image has.

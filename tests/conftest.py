@@ -10,6 +10,12 @@ from charrnn.train import train
 ROOT = Path(__file__).resolve().parent.parent
 SHAKESPEARE = ROOT / "corpora" / "shakespeare.txt"
 
+# Under ATEN_CPU_CAPABILITY=avx2 on an AVX-512 CPU, inductor's AVX2 code for the training graph computes garbage
+# losses here (torch 2.13); on a real AVX2-only CPU this test passed (issue 21's report). The loop then stops
+# at the first non-finite loss (test_trainer), but the emulation says nothing about compile on such a CPU.
+ATEN_CAPPED = pytest.mark.skipif("ATEN_CPU_CAPABILITY" in os.environ, reason="ATEN_CPU_CAPABILITY emulates a smaller "
+                                 "CPU, under which torch.compile's training graph is wrong on this one (torch 2.13)")
+
 TINY_MODEL = dict(cell="lstm", layers=1, hidden=64, embed=16, dropout=0.0)
 
 
@@ -56,10 +62,11 @@ def model_vocab(trained_run):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked cuda run only where CUDA is there (make gpu-check); elsewhere they are skipped, saying why."""
+    """Tests marked cuda run only where CUDA is there (make gpu-check), or on the device CHARRNN_CUDA_TESTS_ON names
+    (make gpu-dry-run); elsewhere they are skipped, saying why."""
     import torch
 
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() or os.environ.get("CHARRNN_CUDA_TESTS_ON"):
         return
     skip = pytest.mark.skip(reason="CUDA is not available on this machine; make gpu-check runs these on an NVIDIA GPU")
     for item in items:

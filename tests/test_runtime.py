@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from conftest import TINY_MODEL, Notes, tiny_config
+from conftest import ATEN_CAPPED, TINY_MODEL, Notes, tiny_config
 
 from charrnn import runtime, sizing
 from charrnn.config import ModelConfig, Regularisation
@@ -218,11 +218,6 @@ def test_given_sizes_are_kept_under_a_time_budget(tmp_path, corpus_text):
     assert not any("chose" in n for n in notes.notes)
 
 
-# Under ATEN_CPU_CAPABILITY=avx2 on an AVX-512 CPU, inductor's AVX2 code for the training graph computes garbage
-# losses here (torch 2.13); on a real AVX2-only CPU this test passed (issue 21's report). The loop then stops
-# at the first non-finite loss (test_trainer), but the emulation says nothing about compile on such a CPU.
-ATEN_CAPPED = pytest.mark.skipif("ATEN_CPU_CAPABILITY" in os.environ, reason="ATEN_CPU_CAPABILITY emulates a smaller "
-                                 "CPU, under which torch.compile's training graph is wrong on this one (torch 2.13)")
 
 
 @pytest.mark.parametrize("options", [pytest.param({"precision": "bf16"}, marks=needs_bf16),
