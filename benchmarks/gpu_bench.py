@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
 import time
@@ -55,7 +56,9 @@ class Plan:
     """What one run measures, and where: the real GPU run, or a --smoke run of every part at toy sizes."""
 
     device: str = "cuda"
-    models: tuple[tuple[int, int], ...] = ((1, 512), (2, 512), (2, 1024))
+    # (layers, hidden, weight drop): the step compared with bare cuDNN; a weight-drop row measures what the masked
+    # recurrent matrices cost there (they cannot live in cuDNN's flat weight buffer), not judged against the target.
+    models: tuple[tuple[int, int, float], ...] = ((1, 512, 0.0), (2, 512, 0.0), (2, 1024, 0.0), (1, 512, 0.3))
     steps: int = 300  # timed training steps per model (the first `skip` not counted)
     skip: int = 30
     profiled: int = 40  # steps the profiler records
@@ -65,7 +68,7 @@ class Plan:
 
     @classmethod
     def smoke(cls, device: str) -> Plan:
-        return cls(device, models=((1, 64),), steps=12, skip=2, profiled=4, sample_lengths=((1, 50), (1024, 5)),
+        return cls(device, models=((1, 64, 0.0), (1, 64, 0.3)), steps=12, skip=2, profiled=4, sample_lengths=((1, 50), (1024, 5)),
                    matmul_n=256, budget="8s")
 
 
@@ -120,15 +123,16 @@ def attempt(what: str, fn: Callable[[], T]) -> T | None:
         return None
 
 
-def step_row(docs, vocab_size: int, layers: int, hidden: int, work: Path, plan: Plan) -> dict:
-    """charrnn's training step against the bare cuDNN step, 32 x 64, as the table says."""
+def step_row(docs, vocab_size: int, layers: int, hidden: int, weight_drop: float, work: Path, plan: Plan) -> dict:
+    """charrnn's training step against the bare cuDNN step (which has no weight drop), 32 x 64, as the table says."""
     cfg = TrainConfig(device=plan.device, batch_size=32)
     chars = cfg.batch_size * cfg.seq_len
-    o, b = compare_steps(docs, vocab_size, {"layers": layers, "hidden": hidden}, cfg, plan.steps, plan.skip,
-                         work / f"gpu-speed-{layers}x{hidden}", torch.device(plan.device))
-    print(f"  gpu train {layers}x{hidden}: {chars / o:,.0f} chars/s, bare {chars / b:,.0f}, {100 * (o / b - 1):+.1f}%",
-          file=sys.stderr)
-    return {"model": f"{layers} x {hidden}", "charrnn": chars / o, "bare": chars / b, "overhead": o / b - 1}
+    name = f"{layers} x {hidden}" + (f", weight drop {weight_drop:g}" if weight_drop else "")
+    o, b = compare_steps(docs, vocab_size, {"layers": layers, "hidden": hidden, "weight_drop": weight_drop}, cfg,
+                         plan.steps, plan.skip, work / f"gpu-speed-{layers}x{hidden}-wd{weight_drop:g}",
+                         torch.device(plan.device))
+    print(f"  gpu train {name}: {chars / o:,.0f} chars/s, bare {chars / b:,.0f}, {100 * (o / b - 1):+.1f}%", file=sys.stderr)
+    return {"model": name, "charrnn": chars / o, "bare": chars / b, "overhead": o / b - 1, "optional": bool(weight_drop)}
 
 
 def speed(corpus: Path, work: Path, plan: Plan) -> dict:
@@ -170,13 +174,13 @@ def speed_lines(s: dict) -> list[str]:
     failed = "not measured: it failed on the GPU (gpu-bench-speed.log has why)"
     lines = []
     if s["steps"]:
-        worst = max(r["overhead"] for r in s["steps"])
+        worst = max([r["overhead"] for r in s["steps"] if not r.get("optional")] or [math.inf])
         lines += ["| model (batch 32 x seq 64, fp16 autocast) | charrnn chars/s | bare cuDNN chars/s | overhead |",
                   "| --- | --- | --- | --- |",
                   *(f"| {r['model']} | {r['charrnn']:,.0f} | {r['bare']:,.0f} | {100 * r['overhead']:+.1f}% |"
                     for r in s["steps"]),
-                  "", f"Step overhead against bare cuDNN, at worst {100 * worst:+.1f}% (target within 10%: "
-                  f"{'met' if worst <= 0.10 else 'not met'})."]
+                  "", f"Step overhead against bare cuDNN, at worst {100 * worst:+.1f}% without weight drop (target "
+                  f"within 10%: {'met' if worst <= 0.10 else 'not met'}); with it, what the masked copies cost."]
     sy, sa = s.get("syncs"), s.get("sampling")
     if sy:
         events = ", ".join(f"{k} x{v}" for k, v in sy["events"].items()) or "none"
