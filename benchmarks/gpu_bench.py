@@ -69,7 +69,7 @@ class Plan:
     @classmethod
     def smoke(cls, device: str) -> Plan:
         return cls(device, models=((1, 64, 0.0), (1, 64, 0.3)), steps=12, skip=2, profiled=4, sample_lengths=((1, 50), (1024, 5)),
-                   matmul_n=256, budget="8s")
+                   matmul_n=256, budget="3s")
 
 
 class Profiled(Reporter):
