@@ -175,17 +175,23 @@ def lstm_flops_per_char(mc: dict, vocab_size: int) -> float:
     return f + 2 * mc["hidden"] * vocab_size
 
 
+def sampling_rate(model, vocab, streams: int, length: int, seeds: int, device) -> float:
+    """The best characters per second of `seeds` seeded runs writing `streams` samples of `length` at temperature 1,
+    as one batch (the device's queued work waited for)."""
+    best = 0.0
+    for seed in range(seeds):
+        cfg = SampleConfig(length=length, num_samples=streams, seed=seed, temperature=1.0)
+        t0 = time.perf_counter()
+        n = sum(1 for _, ch in generate(model, vocab, "", cfg, device) if ch is not None)
+        synchronize(device)
+        best = max(best, n / (time.perf_counter() - t0))
+    return best
+
+
 def sampling_speed(ckpt: Path, device, flops: float, quick: bool) -> dict:
     model, vocab, raw = load_model(ckpt, device)
-    out = {}
-    for streams, length in ((1, 3000 if quick else 10000), (64, 500 if quick else 1000)):
-        best = 0.0
-        for seed in range(5):
-            cfg = SampleConfig(length=length, num_samples=streams, seed=seed, temperature=1.0)
-            t0 = time.perf_counter()
-            n = sum(1 for _, ch in generate(model, vocab, "", cfg, device) if ch is not None)
-            best = max(best, n / (time.perf_counter() - t0))
-        out[streams] = best
+    out = {streams: sampling_rate(model, vocab, streams, length, 5, device)
+           for streams, length in ((1, 3000 if quick else 10000), (64, 500 if quick else 1000))}
     per_char = lstm_flops_per_char(raw["model_config"], len(vocab))
     bound = flops / per_char
     print(f"  sample: 1 stream {out[1]:,.0f} chars/s, 64 streams {out[64]:,.0f} (bound {bound:,.0f})", file=sys.stderr)

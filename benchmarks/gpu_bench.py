@@ -31,14 +31,12 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench import LN2, TINY, compare_steps, lstm_flops_per_char, machine, matmul_flops, quality  # noqa: E402
+from bench import LN2, TINY, compare_steps, lstm_flops_per_char, machine, matmul_flops, quality, sampling_rate  # noqa: E402
 
 from charrnn.checkpoint import bundled_model  # noqa: E402
-from charrnn.config import SampleConfig, TrainConfig  # noqa: E402
+from charrnn.config import TrainConfig  # noqa: E402
 from charrnn.data import Vocab, read_text  # noqa: E402
 from charrnn.inference import load_model  # noqa: E402
-from charrnn.runtime import synchronize  # noqa: E402
-from charrnn.sample import generate  # noqa: E402
 from charrnn.train import train  # noqa: E402
 from charrnn.trainer import SYNC_EVERY, Reporter  # noqa: E402
 
@@ -99,16 +97,7 @@ def sampling(plan: Plan, flops: float) -> dict:
     """Characters per second of the bundled 1 x 512 model: one stream, and 1,024 streams as one batch."""
     device = torch.device(plan.device)
     model, vocab, raw = load_model(bundled_model(), device)
-    rates = {}
-    for streams, length in plan.sample_lengths:
-        best = 0.0
-        for seed in range(3):
-            t0 = time.perf_counter()
-            n = sum(1 for _, c in generate(model, vocab, "", SampleConfig(length=length, num_samples=streams, seed=seed),
-                                           device) if c is not None)
-            synchronize(device)
-            best = max(best, n / (time.perf_counter() - t0))
-        rates[streams] = best
+    rates = {streams: sampling_rate(model, vocab, streams, length, 3, device) for streams, length in plan.sample_lengths}
     bound = flops / lstm_flops_per_char(raw["model_config"], len(vocab))
     return {"one": rates[1], "batch1024": rates[1024], "bound": bound, "ratio": rates[1024] / bound}
 
@@ -209,8 +198,8 @@ def rewrite_results(data: dict, results: Path = RESULTS) -> None:
 def arguments() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("parts", nargs="*", help="speed, quality (default: both)")
-    ap.add_argument("--corpus", type=Path, default=next((p for p in (TINY, CARRIED) if p.exists()),
-                                                        HERE.parent / "corpora" / "shakespeare.txt"))
+    ap.add_argument("--corpus", type=Path, help="default: tinyshakespeare (../shared/corpora/, or carried into "
+                    "benchmarks/data/); the speed part alone takes the bundled corpora/shakespeare.txt without it")
     ap.add_argument("--work", type=Path, default=HERE / "runs")
     ap.add_argument("--copy-to", type=Path, help="also copy the results there as each part ends (the device tool's $OUT)")
     ap.add_argument("--smoke", action="store_true", help="every part at toy sizes, results under --work: checks the script")
@@ -220,6 +209,13 @@ def arguments() -> argparse.Namespace:
         ap.error(f"parts are speed and quality, not {' '.join(args.parts)}")
     if args.device != "cuda" and not args.smoke:
         ap.error("the figures are a GPU's: --device other than cuda only with --smoke")
+    if args.corpus is None:
+        args.corpus = next((p for p in (TINY, CARRIED) if p.exists()), None)
+        if args.corpus is None and "quality" in (args.parts or ["quality"]) and not args.smoke:
+            # The target is tinyshakespeare's: five minutes on another corpus would measure nothing that is asked.
+            ap.error(f"the quality part's target is tinyshakespeare's, and there is none at {TINY} or {CARRIED}: "
+                     "copy it into benchmarks/data/ (and carry it to a GPU machine), or give --corpus")
+        args.corpus = args.corpus or HERE.parent / "corpora" / "shakespeare.txt"
     return args
 
 

@@ -49,3 +49,19 @@ def test_a_failing_measurement_costs_only_its_own_figure(capsys):
     text = "\n".join(gpu_bench.speed_lines(speed))
     assert "| 1 x 512 | 900,000 | 1,000,000 | +11.1% |" in text and "target within 10%: not met" in text
     assert "Host synchronisations: not measured" in text and "1,024 streams 2,000,000 chars/s = 0.50" in text
+
+
+def test_the_quality_part_without_tinyshakespeare_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    # ../shared does not travel to a GPU machine: five minutes on the bundled Shakespeare would measure nothing asked.
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gpu_bench
+
+    monkeypatch.setattr(gpu_bench, "TINY", tmp_path / "absent.txt")
+    monkeypatch.setattr(gpu_bench, "CARRIED", tmp_path / "also-absent.txt")
+    for parts in (["quality"], []):
+        monkeypatch.setattr(sys, "argv", ["gpu_bench.py", *parts, "--work", str(tmp_path)])
+        with pytest.raises(SystemExit) as ended:
+            gpu_bench.arguments()
+        assert ended.value.code == 2 and "carry it to a GPU machine" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", ["gpu_bench.py", "speed", "--work", str(tmp_path)])
+    assert gpu_bench.arguments().corpus.name == "shakespeare.txt"  # the speed part needs only some text
