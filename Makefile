@@ -8,7 +8,7 @@ TORCH_CPU ?= torch==2.13.0
 DEMO_TIME ?= 3m
 
 .PHONY: install demo test test-fast test-browser lint bench bench-serve bench-quality bench-labels bench-corpora clean corpora base gpu-check gpu-test gpu-bench gpu-bench-speed gpu-bench-quality gpu-wheels \
-	gpu-dry-run test-torch
+	gpu-dry-run test-torch api-options notebook
 
 install: $(VENV)/.installed
 
@@ -69,8 +69,18 @@ test-torch:
 	.venv-torch-$(TORCH)/bin/python -m pip install --quiet "torch==$(TORCH)" -e '.[dev]'
 	.venv-torch-$(TORCH)/bin/python -m pytest -p no:cacheprovider
 
+# The Python API's typed keywords (charrnn/api/options.py), written anew from the settings after one is added or
+# changed; tests/test_api.py fails until it is current.
+api-options: install
+	$(BIN)/python -c "from charrnn.api.keywords import write_options; write_options()"
+
+# examples/quickstart.ipynb run in a Jupyter kernel and saved with its outputs (a minute's training; its runs are then
+# removed): what a newcomer sees before running it. tests/test_notebook.py runs it again, shorter.
+notebook: install
+	$(BIN)/python examples/refresh.py
+
 lint: install
-	$(BIN)/ruff check charrnn tests corpora benchmarks models
+	$(BIN)/ruff check charrnn tests corpora benchmarks models examples
 
 corpora:
 	$(PYTHON) corpora/build.py

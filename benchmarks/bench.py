@@ -27,15 +27,18 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from charrnn.cells import get_cell  # noqa: E402
-from charrnn.config import STREAMS, ModelConfig, SampleConfig, TrainConfig  # noqa: E402
-from charrnn.data import Vocab, read_text  # noqa: E402
-from charrnn.inference import describe, load_model  # noqa: E402
-from charrnn.runtime import autocast, autocast_dtype, available_cores, pick_device, set_threads, synchronize  # noqa: E402
-from charrnn.sample import generate  # noqa: E402
-from charrnn.sizing import count_params  # noqa: E402
-from charrnn.train import train  # noqa: E402
-from charrnn.trainer import Reporter  # noqa: E402
+from charrnn.api.loading import load_model  # noqa: E402
+from charrnn.model.cells import get_cell  # noqa: E402
+from charrnn.model.config import ModelConfig  # noqa: E402
+from charrnn.model.runtime import autocast, autocast_dtype, available_cores, pick_device, set_threads, synchronize  # noqa: E402
+from charrnn.text.data import Vocab, read_text  # noqa: E402
+from charrnn.training.config import STREAMS, TrainConfig  # noqa: E402
+from charrnn.training.describe import describe  # noqa: E402
+from charrnn.training.sizing import count_params  # noqa: E402
+from charrnn.training.train import train  # noqa: E402
+from charrnn.training.trainer import Reporter  # noqa: E402
+from charrnn.writing.config import SampleConfig  # noqa: E402
+from charrnn.writing.sample import generate  # noqa: E402
 
 # The console script users run (python -m charrnn adds runpy's start-up).
 _SCRIPT = Path(sys.executable).with_name("charrnn")

@@ -25,8 +25,8 @@ sys.path.insert(0, str(HERE))
 from bench import CHARRNN, machine  # noqa: E402
 from corpus_set import DATA, build  # noqa: E402
 
-from charrnn.checkpoint import bundled_model, load_checkpoint  # noqa: E402
-from charrnn.config import ModelConfig  # noqa: E402
+from charrnn.model.checkpoint import bundled_model, load_checkpoint  # noqa: E402
+from charrnn.model.config import ModelConfig  # noqa: E402
 
 # name -> (source file in the set, which part, train flags); cut at line ends.
 SMALL = {

@@ -33,12 +33,12 @@ sys.path.insert(0, str(HERE))
 
 from bench import LN2, TINY, compare_steps, lstm_flops_per_char, machine, matmul_flops, quality, sampling_rate  # noqa: E402
 
-from charrnn.checkpoint import bundled_model  # noqa: E402
-from charrnn.config import TrainConfig  # noqa: E402
-from charrnn.data import Vocab, read_text  # noqa: E402
-from charrnn.inference import load_model  # noqa: E402
-from charrnn.train import train  # noqa: E402
-from charrnn.trainer import SYNC_EVERY, Reporter  # noqa: E402
+from charrnn.api.loading import load_model  # noqa: E402
+from charrnn.model.checkpoint import bundled_model  # noqa: E402
+from charrnn.text.data import Vocab, read_text  # noqa: E402
+from charrnn.training.config import TrainConfig  # noqa: E402
+from charrnn.training.train import train  # noqa: E402
+from charrnn.training.trainer import SYNC_EVERY, Reporter  # noqa: E402
 
 RESULTS, GPU_JSON = HERE / "RESULTS.md", HERE / "RESULTS-gpu.json"
 CARRIED = HERE / "data" / "tinyshakespeare.txt"  # where a GPU machine finds the corpus when ../shared is not there

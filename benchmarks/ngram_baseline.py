@@ -14,7 +14,7 @@ import argparse
 import math
 from collections import Counter
 
-from charrnn.data import train_length
+from charrnn.text.data import train_length
 
 DISCOUNT = 0.75
 

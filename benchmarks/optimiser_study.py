@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from charrnn.data import train_length
+from charrnn.text.data import train_length
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

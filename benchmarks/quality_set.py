@@ -27,7 +27,8 @@ sys.path.insert(0, str(HERE))
 from bench import CHARRNN, LN2, machine  # noqa: E402
 from corpus_set import DATA, SET, build  # noqa: E402
 
-from charrnn.config import ModelConfig, parse_duration  # noqa: E402
+from charrnn.model.config import ModelConfig  # noqa: E402
+from charrnn.settings import parse_duration  # noqa: E402
 
 BUDGETS = {"names": "5m"}  # the target for names is at 5 minutes; the rest run DEFAULT_BUDGET
 DEFAULT_BUDGET = "3m"

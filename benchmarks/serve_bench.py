@@ -32,9 +32,9 @@ sys.path.insert(0, str(HERE))
 
 from bench import CHARRNN, machine  # noqa: E402
 
-from charrnn.config import SampleConfig  # noqa: E402
-from charrnn.inference import load_model  # noqa: E402
-from charrnn.sample import Sampler  # noqa: E402
+from charrnn.api.loading import load_model  # noqa: E402
+from charrnn.writing.config import SampleConfig  # noqa: E402
+from charrnn.writing.sample import Sampler  # noqa: E402
 
 PRIME, LENGTH, CLIENTS, ROUNDS = "ROMEO.", 2000, 16, 5
 

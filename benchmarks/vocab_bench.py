@@ -27,11 +27,12 @@ sys.path.insert(0, str(HERE))
 from bench import CHARRNN, machine  # noqa: E402
 from corpus_set import DATA  # noqa: E402
 
-from charrnn.config import ModelConfig, SampleConfig  # noqa: E402
-from charrnn.heads import cutoffs_for  # noqa: E402
-from charrnn.inference import load_model  # noqa: E402
-from charrnn.sample import generate  # noqa: E402
-from charrnn.sizing import measure_chars_per_s  # noqa: E402
+from charrnn.api.loading import load_model  # noqa: E402
+from charrnn.model.config import ModelConfig  # noqa: E402
+from charrnn.model.heads import cutoffs_for  # noqa: E402
+from charrnn.training.sizing import measure_chars_per_s  # noqa: E402
+from charrnn.writing.config import SampleConfig  # noqa: E402
+from charrnn.writing.sample import generate  # noqa: E402
 
 CHINESE = DATA / "chinese" / "chinese.txt"
 SIZES = (6_175, 20_000, 50_000, 100_000, 200_000)

@@ -1,15 +1,18 @@
-"""Errors a user can act on, and how they reach the user: `command` prints their message on one
-line and exits with `exit_code` (a traceback only with CHARRNN_DEBUG=1)."""
+"""Errors a user can act on. Each message names the problem and the fix on one line: the command line prints it and
+exits with `exit_code` (cli/failures.py), the Python API raises it as it is.
 
-import functools
-import os
-import sys
+The lowest layer: it imports nothing of charrnn's.
+"""
+
+from __future__ import annotations
 
 
-class CharRNNError(Exception):
-    """A failure with a message that names the problem and the fix.
+class CharrnnError(ValueError):
+    """Something a user can fix: a bad option, file, checkpoint or request, or a run that cannot go on.
 
-    exit_code follows the CLI convention: 2 for bad usage or bad input, 1 for a runtime failure.
+    The message is the one line the command line prints after "charrnn: error:". exit_code follows the CLI's
+    convention: 2 for bad usage or bad input, 1 for a failure while working. A ValueError, so that code which
+    already catches bad values catches these too.
     """
 
     exit_code = 1
@@ -20,52 +23,7 @@ class CharRNNError(Exception):
             self.exit_code = exit_code
 
 
-class UsageError(CharRNNError):
+class UsageError(CharrnnError):
     """Bad input or bad options (exit 2)."""
 
     exit_code = 2
-
-
-def _fail(message: str, code: int):
-    import typer
-
-    from .render import stderr_console
-
-    stderr_console().print(f"[red]charrnn: error:[/] {message}", markup=True, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def command(fn):
-    """Wrap a CLI command: library errors become one-line messages and exit codes; a closed stdout ends quietly."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        import typer
-        from rich.markup import escape
-
-        from .render import stderr_console
-
-        try:
-            return fn(*args, **kwargs)
-        except typer.Exit:
-            raise
-        except CharRNNError as e:
-            if os.environ.get("CHARRNN_DEBUG"):
-                raise
-            _fail(escape(str(e)), e.exit_code)
-        except BrokenPipeError:
-            # The reader went away (| head): stop quietly; point stdout at /dev/null so the exit flush is silent.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            raise typer.Exit(0) from None
-        except KeyboardInterrupt:
-            stderr_console().print("interrupted")
-            raise typer.Exit(130) from None
-        except Exception as e:
-            if isinstance(e.__cause__, KeyboardInterrupt):  # a Ctrl-C that landed in, say, a class being made by an import
-                stderr_console().print("interrupted")
-                raise typer.Exit(130) from None
-            if os.environ.get("CHARRNN_DEBUG"):
-                raise
-            _fail(escape(f"internal error: {type(e).__name__}: {e} (set CHARRNN_DEBUG=1 for a traceback)"), 1)
-
-    return wrapper

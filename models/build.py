@@ -25,11 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from charrnn.checkpoint import BUNDLED, file_sha256, load_checkpoint, save_checkpoint  # noqa: E402
-from charrnn.data import document_stream, held_out_documents, read_text, split_text  # noqa: E402
-from charrnn.evaluation import evaluate, score_documents  # noqa: E402
-from charrnn.inference import load_model  # noqa: E402
-from charrnn.metrics import Loss  # noqa: E402
+from charrnn.api.loading import load_model  # noqa: E402
+from charrnn.model.checkpoint import BUNDLED, file_sha256, load_checkpoint, save_checkpoint  # noqa: E402
+from charrnn.scoring.evaluation import evaluate, score_documents  # noqa: E402
+from charrnn.scoring.metrics import Loss  # noqa: E402
+from charrnn.text.data import document_stream, held_out_documents, read_text, split_text  # noqa: E402
 
 CORPORA = ["corpora/shakespeare.txt", "corpora/names.txt"]
 DOCUMENTS = "shakespeare-and-names.txt"  # written beside the run: one document per block, blank lines between

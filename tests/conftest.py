@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from charrnn.config import TrainConfig
-from charrnn.run_state import Reporter
-from charrnn.train import train
+from charrnn.training.config import TrainConfig
+from charrnn.training.run_state import Reporter
+from charrnn.training.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAKESPEARE = ROOT / "corpora" / "shakespeare.txt"
@@ -55,7 +55,7 @@ def trained_run(tmp_path_factory, corpus_text):
 @pytest.fixture(scope="session")
 def model_vocab(trained_run):
     """The trained_run model (eval mode) and its vocabulary, loaded once."""
-    from charrnn.inference import load_model
+    from charrnn.api.loading import load_model
 
     model, vocab, _ = load_model(trained_run / "best.pt")
     return model, vocab

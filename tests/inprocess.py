@@ -29,7 +29,7 @@ def invoke(*args, cwd: Path | str, input: str | None = None, env: dict | None = 
     import torch
     from typer.testing import CliRunner
 
-    from charrnn.cli import app
+    from charrnn.cli.app import app
 
     here, threads = os.getcwd(), torch.get_num_threads()
     os.chdir(cwd)

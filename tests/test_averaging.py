@@ -6,11 +6,11 @@ import torch
 from conftest import TINY_MODEL, tiny_config
 from test_trainer import StopAt
 
-from charrnn.averaging import WeightAverage
-from charrnn.checkpoint import load_checkpoint
-from charrnn.config import TrainConfig
-from charrnn.model import CharRNN, ModelConfig
-from charrnn.train import train
+from charrnn.model.checkpoint import load_checkpoint
+from charrnn.model.network import CharRNN, ModelConfig
+from charrnn.training.averaging import WeightAverage
+from charrnn.training.config import TrainConfig
+from charrnn.training.train import train
 
 
 def test_the_average_moves_toward_the_weights_and_swaps_in_and_out():

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn.batching import Windows, epoch_layout, epoch_windows, fit_batch_shape
-from charrnn.config import TrainConfig
-from charrnn.run_state import Progress
-from charrnn.schedule import BatchRamp
+from charrnn.training.batching import Windows, epoch_layout, epoch_windows, fit_batch_shape
+from charrnn.training.config import TrainConfig
+from charrnn.training.run_state import Progress
+from charrnn.training.schedule import BatchRamp
 
 
 def test_tbptt_windows_are_contiguous_per_stream():

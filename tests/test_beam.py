@@ -11,12 +11,12 @@ from conftest import tiny_config
 from inprocess import invoke as run
 from test_serve import stream
 
-from charrnn.beam import beam_search
-from charrnn.config import SampleConfig
-from charrnn.data import EOS
-from charrnn.inference import load_model
-from charrnn.sample import Sampler
-from charrnn.train import train
+from charrnn.api.loading import load_model
+from charrnn.text.data import EOS
+from charrnn.training.train import train
+from charrnn.writing.beam import beam_search
+from charrnn.writing.config import SampleConfig
+from charrnn.writing.sample import Sampler
 
 
 def greedy_text(model, vocab, prime, length, stop=()):

@@ -4,10 +4,10 @@ path, sizing's parameter count, the config's choices. A new cell class is tested
 import pytest
 import torch
 
-from charrnn import sizing
-from charrnn.cells import CELLS, Cell, get_cell
-from charrnn.config import ModelConfig
-from charrnn.model import CharRNN, detach_state, select_state
+from charrnn.model.cells import CELLS, Cell, get_cell
+from charrnn.model.config import ModelConfig
+from charrnn.model.network import CharRNN, detach_state, select_state
+from charrnn.training import sizing
 
 ALL = sorted(CELLS)
 

@@ -5,9 +5,9 @@ import zipfile
 import pytest
 import torch
 
-from charrnn.checkpoint import FORMAT_VERSION, load_checkpoint, resolve_checkpoint, save_checkpoint
+from charrnn.api.loading import load_model
 from charrnn.errors import UsageError
-from charrnn.inference import load_model
+from charrnn.model.checkpoint import FORMAT_VERSION, load_checkpoint, resolve_checkpoint, save_checkpoint
 
 
 def test_save_load_gives_identical_logits(trained_run, tmp_path):

@@ -104,7 +104,7 @@ def test_skip_unknown_prime_characters(workdir):
 
 
 def test_help_does_not_import_torch():
-    code = "import sys, charrnn.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, charrnn.cli.app; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
     r = subprocess.run([sys.executable, "-m", "charrnn", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "train" in r.stdout and "sample" in r.stdout

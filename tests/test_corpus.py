@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from conftest import TINY_MODEL, tiny_config
 
-from charrnn import corpus as corpus_mod
-from charrnn.corpus import TextFiles, corpus_from_docs, prepare_corpus, token_dtype
-from charrnn.data import read_text
-from charrnn.errors import CharRNNError, UsageError
-from charrnn.train import train
+from charrnn.errors import CharrnnError, UsageError
+from charrnn.text import corpus as corpus_mod
+from charrnn.text.corpus import TextFiles, corpus_from_docs, prepare_corpus, token_dtype
+from charrnn.text.data import read_text
+from charrnn.training.train import train
 
 TEXTS = {
     "a.txt": "\ufeffFirst line\r\nsecond\r\n\r\nthird 𝄞 ü e\u0301\r\n" * 40,
@@ -103,7 +103,7 @@ def test_a_full_disk_while_encoding_is_one_error_and_leaves_nothing_half_written
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(corpus_mod.os, "fsync", no_space)
-    with pytest.raises(CharRNNError, match="No space left on device"):
+    with pytest.raises(CharrnnError, match="No space left on device"):
         prepare_corpus(files, tmp_path / "cache", 0.1)
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == []
 

@@ -11,10 +11,10 @@ import pytest
 import torch
 from conftest import TINY_MODEL, tiny_config
 
-from charrnn import checkpoint as ckpt_io
-from charrnn.checkpoint import load_checkpoint
-from charrnn.errors import CharRNNError
-from charrnn.train import train
+from charrnn.errors import CharrnnError
+from charrnn.model import checkpoint as ckpt_io
+from charrnn.model.checkpoint import load_checkpoint
+from charrnn.training.train import train
 
 pytestmark = pytest.mark.slow  # end to end in real processes: make test-fast leaves it out
 
@@ -71,7 +71,7 @@ def test_disk_full_while_saving_keeps_previous_checkpoints(tmp_path, corpus_text
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(ckpt_io.torch, "save", full)
-    with pytest.raises(CharRNNError, match="No space left on device.*free disk space") as info:
+    with pytest.raises(CharrnnError, match="No space left on device.*free disk space") as info:
         train([text], {}, tiny_config(steps=20, eval_every=5), tmp_path, resume=True, sample_every_eval=0)
     assert info.value.exit_code == 1
     assert {n: (tmp_path / n).read_bytes() for n in before} == before
@@ -111,7 +111,7 @@ def test_a_ctrl_c_that_python_wraps_in_another_error_is_still_an_interrupt(capsy
     # and Python reported it as "RuntimeError: Error calling __set_name__" caused by the KeyboardInterrupt.
     import typer
 
-    from charrnn.errors import command
+    from charrnn.cli.failures import command
 
     class Interrupted:
         def __set_name__(self, owner, name):

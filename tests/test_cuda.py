@@ -21,13 +21,13 @@ import torch
 from conftest import ATEN_CAPPED, TINY_MODEL, tiny_config
 from test_trainer import StopAt
 
-from charrnn.checkpoint import load_checkpoint
-from charrnn.config import LR, TrainConfig
+from charrnn.api.loading import load_model
 from charrnn.errors import UsageError
-from charrnn.inference import load_model
-from charrnn.runtime import kernel_problem
-from charrnn.sizing import GPU_STREAMS, scaled_lr
-from charrnn.train import train
+from charrnn.model.checkpoint import load_checkpoint
+from charrnn.model.runtime import kernel_problem
+from charrnn.training.config import LR, TrainConfig
+from charrnn.training.sizing import GPU_STREAMS, scaled_lr
+from charrnn.training.train import train
 
 pytestmark = pytest.mark.cuda
 GPU = os.environ.get("CHARRNN_CUDA_TESTS_ON", "cuda")  # conftest runs these where CUDA is, or where this names a device

@@ -3,8 +3,8 @@ import random
 import numpy as np
 import pytest
 
-from charrnn.data import EOS, Vocab, fingerprint, read_text, split_documents
 from charrnn.errors import UsageError
+from charrnn.text.data import EOS, Vocab, fingerprint, read_text, split_documents
 
 SAMPLES = [
     "hello, world",
@@ -109,7 +109,7 @@ def test_read_text_normalises_crlf_and_bom(tmp_path):
 
 
 def test_split_text_into_documents():
-    from charrnn.data import split_text
+    from charrnn.text.data import split_text
 
     assert split_text("a\n\n  \nb c\r\n", lines=True) == ["a", "b c\r"]
     assert split_text("one\nfortune\n%\ntwo\n%\n\n%\nthree", doc_sep="%") == ["one\nfortune", "two", "three"]

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn.config import DynamicConfig
-from charrnn.data import EOS, document_stream
-from charrnn.dynamic import Adapter, adapted_to_prime, dynamic_evaluate
 from charrnn.errors import UsageError
-from charrnn.evaluation import evaluate
+from charrnn.scoring.config import DynamicConfig
+from charrnn.scoring.dynamic import Adapter, adapted_to_prime, dynamic_evaluate
+from charrnn.scoring.evaluation import evaluate
+from charrnn.text.data import EOS, document_stream
 
 PASSAGE = "ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and the sun is in it.\n"
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn.data import document_stream
-from charrnn.evaluation import evaluate, score_documents
-from charrnn.metrics import Loss
-from charrnn.model import CharRNN, ModelConfig
+from charrnn.model.network import CharRNN, ModelConfig
+from charrnn.scoring.evaluation import evaluate, score_documents
+from charrnn.scoring.metrics import Loss
+from charrnn.text.data import document_stream
 
 
 def test_evaluate_streams_match_one_carried_pass():

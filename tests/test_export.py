@@ -13,9 +13,9 @@ import torch
 from conftest import ROOT, page_steps, tiny_config
 from inprocess import invoke
 
+from charrnn.api.loading import load_model
 from charrnn.export.onnx import export_onnx
-from charrnn.inference import load_model
-from charrnn.train import train
+from charrnn.training.train import train
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install -e '.[dev]')")
 

@@ -9,14 +9,14 @@ import torch.nn.functional as F
 from conftest import TINY_MODEL, tiny_config
 from inprocess import invoke as cli
 
-from charrnn.checkpoint import BUNDLED, load_checkpoint
-from charrnn.config import SampleConfig
-from charrnn.data import Vocab
-from charrnn.finetune import NEW_CHAR_SHARE, grown_weights, load_base
-from charrnn.inference import load_model
-from charrnn.model import CharRNN
-from charrnn.sample import generate
-from charrnn.train import train
+from charrnn.api.loading import load_model
+from charrnn.model.checkpoint import BUNDLED, load_checkpoint
+from charrnn.model.network import CharRNN
+from charrnn.text.data import Vocab
+from charrnn.training.finetune import NEW_CHAR_SHARE, grown_weights, load_base
+from charrnn.training.train import train
+from charrnn.writing.config import SampleConfig
+from charrnn.writing.sample import generate
 
 NEW = ("þ", "ŋ")  # in neither the base corpus nor its vocabulary
 

@@ -85,7 +85,7 @@ def test_samples_are_compared_up_to_the_first_fragile_draw():
 def test_a_draw_near_an_edge_is_fragile():
     import torch
 
-    from charrnn.config import SampleConfig
+    from charrnn.writing.config import SampleConfig
 
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.2]]))
     cfg = SampleConfig()

@@ -14,12 +14,12 @@ import torch.nn.functional as F
 from conftest import Notes, Server, page_steps, tiny_config
 from inprocess import invoke
 
-from charrnn import sizing
-from charrnn.config import SOFTMAX, ModelConfig
-from charrnn.heads import HEADS, IGNORE, MIN_SHORTLIST, AdaptiveHead, cutoffs_for
-from charrnn.inference import load_model
-from charrnn.model import CharRNN
-from charrnn.runs import new_model_config
+from charrnn.api.loading import load_model
+from charrnn.model.config import SOFTMAX, ModelConfig
+from charrnn.model.heads import HEADS, IGNORE, MIN_SHORTLIST, AdaptiveHead, cutoffs_for
+from charrnn.model.network import CharRNN
+from charrnn.training import sizing
+from charrnn.training.runs import new_model_config
 
 
 def zipf_text(n: int = 30_000, distinct: int = 700, seed: int = 0) -> str:

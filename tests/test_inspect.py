@@ -8,9 +8,9 @@ import pytest
 import torch
 from inprocess import invoke as run
 
-from charrnn.data import document_stream
-from charrnn.evaluation import evaluate
-from charrnn.inspection import feature, inspect_text, rank_units, to_html
+from charrnn.scoring.evaluation import evaluate
+from charrnn.scoring.inspection import feature, inspect_text, rank_units, to_html
+from charrnn.text.data import document_stream
 
 TEXT = "ROMEO:\n  But soft, what light\n    through yonder window breaks?\n"
 
@@ -129,8 +129,8 @@ def test_color_styles_a_terminal_and_never_a_pipe(trained_run, tmp_path):
 
 
 def test_drawn_characters_come_with_their_probability(model_vocab):
-    from charrnn.config import SampleConfig
-    from charrnn.sample import generate
+    from charrnn.writing.config import SampleConfig
+    from charrnn.writing.sample import generate
 
     model, vocab = model_vocab
     events = list(generate(model, vocab, "", SampleConfig(length=50, greedy=True, seed=0), with_prob=True))

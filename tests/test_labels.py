@@ -15,16 +15,17 @@ from inprocess import invoke as run
 from test_page import browser  # noqa: F401, F811 (a fixture)
 from test_serve import stream
 
-from charrnn.checkpoint import load_checkpoint
-from charrnn.config import DocumentConfig, SampleConfig
-from charrnn.corpus import corpus_from_docs, documents_or_files, prepare_corpus
-from charrnn.data import EOS, Vocab, document_stream, split_documents
+from charrnn.api.loading import load_model
 from charrnn.errors import UsageError
-from charrnn.evaluation import evaluate, score_documents, score_kinds
-from charrnn.finetune import grown_weights, load_base
-from charrnn.inference import load_model
-from charrnn.labels import Labelled, cut_labels
-from charrnn.sample import complete_samples
+from charrnn.model.checkpoint import load_checkpoint
+from charrnn.scoring.evaluation import evaluate, score_documents, score_kinds
+from charrnn.text.config import DocumentConfig
+from charrnn.text.corpus import corpus_from_docs, documents_or_files, prepare_corpus
+from charrnn.text.data import EOS, Vocab, document_stream, split_documents
+from charrnn.text.labels import Labelled, cut_labels
+from charrnn.training.finetune import grown_weights, load_base
+from charrnn.writing.config import SampleConfig
+from charrnn.writing.sample import complete_samples
 
 LETTERS, DIGITS = "abcdefgh", "0123456789"
 

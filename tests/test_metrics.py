@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from charrnn.metrics import LN2, EvalRecord, Loss, bits
+from charrnn.scoring.metrics import LN2, EvalRecord, Loss, bits
 
 
 def test_views_of_a_loss():

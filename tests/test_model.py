@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from charrnn.model import CharRNN, ModelConfig
+from charrnn.model.network import CharRNN, ModelConfig
 
 
 @pytest.mark.parametrize("vocab_size", [10, 66, 300])

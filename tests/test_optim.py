@@ -5,10 +5,10 @@ import pytest
 import torch
 from conftest import TINY_MODEL, tiny_config
 
-from charrnn.config import OPTIMIZERS
-from charrnn.optim import OPTIMIZERS as BUILT
-from charrnn.optim import Muon, orthogonalised
-from charrnn.train import train
+from charrnn.training.config import OPTIMIZERS
+from charrnn.training.optim import OPTIMIZERS as BUILT
+from charrnn.training.optim import Muon, orthogonalised
+from charrnn.training.train import train
 
 
 def test_the_optimizer_choices_are_the_built_ones():
@@ -31,9 +31,9 @@ def test_muon_on_a_whole_matrix_steps_as_torchs_muon():
 
 
 def test_muon_takes_fp32_where_bf16_kernels_are_missing(monkeypatch):
-    import charrnn.runtime
+    import charrnn.model.runtime
 
-    monkeypatch.setattr(charrnn.runtime, "kernel_problem", lambda device, dtype, cell="lstm": "no bf16 here")
+    monkeypatch.setattr(charrnn.model.runtime, "kernel_problem", lambda device, dtype, cell="lstm": "no bf16 here")
     assert Muon([torch.nn.Parameter(torch.zeros(4, 4))], lr=0.1, weight_decay=0.0).dtype == torch.float32
 
 
@@ -53,7 +53,7 @@ def test_per_gate_blocks_are_each_orthogonalised():
 def test_a_muon_run_learns_and_resumes_exactly(tmp_path, corpus_text, optimizer):
     from test_trainer import StopAt
 
-    from charrnn.config import TrainConfig
+    from charrnn.training.config import TrainConfig
 
     cfg = tiny_config(steps=30, eval_every=15, optimizer=optimizer)
     whole = train([corpus_text[:6000]], TINY_MODEL, cfg, tmp_path / "whole", sample_every_eval=0)

@@ -9,9 +9,9 @@ from inprocess import invoke as run
 from test_inspect import _on_a_terminal
 
 from charrnn.errors import UsageError
-from charrnn.metrics import EvalRecord
-from charrnn.plot import load_run, terminal_chart, write_png
-from charrnn.train import train
+from charrnn.scoring.metrics import EvalRecord
+from charrnn.training.plot import load_run, terminal_chart, write_png
+from charrnn.training.train import train
 
 
 def png_size(path):

@@ -7,12 +7,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from charrnn.checkpoint import load_checkpoint, save_checkpoint
-from charrnn.cli import app
-from charrnn.config import TrainConfig
-from charrnn.data import Vocab, decode_text
+from charrnn.cli.app import app
 from charrnn.errors import UsageError
-from charrnn.train import train
+from charrnn.model.checkpoint import load_checkpoint, save_checkpoint
+from charrnn.text.data import Vocab, decode_text
+from charrnn.training.config import TrainConfig
+from charrnn.training.train import train
 
 # Any code point but surrogates and NUL: astral planes, combining marks, CR/LF all included.
 unicode_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=200)
@@ -33,7 +33,7 @@ def test_any_text_round_trips_through_vocab_and_checkpoint(text):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_prime_the_cli_accepts_produces_output(trained_run, data):
-    from charrnn.inference import load_model
+    from charrnn.api.loading import load_model
 
     _, vocab, _ = load_model(trained_run / "best.pt")
     prime = data.draw(st.text(st.sampled_from(vocab.chars), max_size=40))

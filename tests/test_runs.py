@@ -4,11 +4,12 @@ import pytest
 import torch
 from conftest import TINY_MODEL, Notes, tiny_config
 
-from charrnn import sizing
-from charrnn.config import ModelConfig, TrainConfig
 from charrnn.errors import UsageError
-from charrnn.runs import new_model_config, resumed_config
-from charrnn.train import train
+from charrnn.model.config import ModelConfig
+from charrnn.training import sizing
+from charrnn.training.config import TrainConfig
+from charrnn.training.runs import new_model_config, resumed_config
+from charrnn.training.train import train
 
 
 def test_resume_with_other_corpus_or_model_is_refused(tmp_path, corpus_text):

@@ -9,11 +9,12 @@ import pytest
 import torch
 from conftest import ATEN_CAPPED, TINY_MODEL, Notes, tiny_config
 
-from charrnn import runtime, sizing
-from charrnn.config import ModelConfig, Regularisation
 from charrnn.errors import UsageError
-from charrnn.runtime import autocast_dtype, available_cores, kernel_problem, set_threads
-from charrnn.train import train
+from charrnn.model import runtime
+from charrnn.model.config import ModelConfig, Regularisation
+from charrnn.model.runtime import autocast_dtype, available_cores, kernel_problem, set_threads
+from charrnn.training import sizing
+from charrnn.training.train import train
 
 CPU = torch.device("cpu")
 
@@ -256,7 +257,7 @@ def test_a_gpu_chooses_its_streams_by_measurement_and_reaches_higher_rungs():
                                                     ("cuda", {"batch_size": True, "lr": False}, 32),
                                                     ("cpu", {"batch_size": False, "lr": False}, 32)])
 def test_a_time_budget_on_a_gpu_sets_streams_and_learning_rate_unless_given(monkeypatch, device, asked, streams):
-    from charrnn.runs import new_model_config
+    from charrnn.training.runs import new_model_config
 
     monkeypatch.setattr(sizing, "measure_chars_per_s", lambda cfg, b, seq, dev, **kw: saturating(1e13)(cfg, b))
     cfg = tiny_config(steps=None, time_budget=600, batch_size=32, seq_len=64, lr=5e-3, device=device)

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from charrnn.data import EOS
 from charrnn.errors import UsageError
-from charrnn.sample import SampleConfig, Sampler, StopScan, generate, next_ids
+from charrnn.text.data import EOS
+from charrnn.writing.sample import SampleConfig, Sampler, StopScan, generate, next_ids
 
 
 def text_of(events, n=1):
@@ -120,19 +120,49 @@ def test_prime_with_unknown_characters(model_vocab):
         list(generate(model, vocab, "price: 5€", SampleConfig(length=5)))
 
 
+class Scripted:
+    """A stand-in for writing.sample.Sampler that draws a fixed list of (sample, character or None) events and says
+    why each sample ended as the real one does: at its None event, or at the batch's end ("length")."""
+
+    def __init__(self, events, n, why):
+        self.script, self.why, self.ended, self.labels, self.drawn = events, why, {}, None, 0
+        self.cfg = SampleConfig(num_samples=n)
+
+    def events(self):
+        for event in self.script:
+            self.drawn += 1
+            if event[1] is None:
+                self.ended[event[0]] = self.why[event[0]]
+            yield event
+        for i in range(self.cfg.num_samples):
+            self.ended.setdefault(i, "length")
+
+
 def test_batched_samples_print_in_order_while_streaming():
     import io
 
-    from charrnn.render import write_samples
+    from charrnn.api.writing import streams_of
+    from charrnn.cli.render import write_streams
 
     out = io.StringIO()
     events = [(0, "a"), (1, "b"), (2, "c"), (0, None), (1, "d"), (2, None), (1, "e")]
-    write_samples(iter(events), "P", 3, out)
+    write_streams(streams_of(Scripted(events, 3, {0: "eos", 2: "eos"}), "P", 1), out)
     # 0 ended by EOS (newline), 1 cut at the length limit (blank line), 2 ended by EOS; prime echoed for each.
     assert out.getvalue() == "Pa\nPbde\n\nPc\n"
     out = io.StringIO()
-    write_samples(iter([(0, "x"), (0, "y")]), "", 1, out)
+    write_streams(streams_of(Scripted([(0, "x"), (0, "y")], 1, {}), "", 1), out)
     assert out.getvalue() == "xy\n"
+
+
+def test_a_stream_is_read_as_it_is_drawn_and_the_others_wait_for_their_turn():
+    from charrnn.api.writing import streams_of
+
+    events = [(0, "a"), (1, "b"), (0, "c"), (0, None), (1, "d")]
+    sampler = Scripted(events, 2, {0: "stop"})
+    first, second = streams_of(sampler, "", 7)
+    assert next(iter(first)) == "a" and sampler.drawn == 1  # nothing drawn ahead of what is read
+    assert first.text() == "c" and first.ended == "stop" and sampler.drawn == 4
+    assert second.ended is None and list(second) == ["b", "d"] and second.ended == "length" and second.seed == 7
 
 
 def _scan(stops, text, keep=False):

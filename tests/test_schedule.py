@@ -3,7 +3,7 @@
 
 import pytest
 
-from charrnn.schedule import MAX_AUTO_EPOCHS, SCHEDULES, Budget, Cadence, WarmupCosine, get_schedule
+from charrnn.training.schedule import MAX_AUTO_EPOCHS, SCHEDULES, Budget, Cadence, WarmupCosine, get_schedule
 
 
 def test_warm_up_then_cosine_decay_over_the_budget():
@@ -83,7 +83,7 @@ def test_cadence_by_time_fires_once_per_twelfth_of_the_budget():
 
 
 def test_watching_sizes_one_fixed_sample_to_its_share_of_a_time_budget():
-    from charrnn.schedule import Watching
+    from charrnn.training.schedule import Watching
 
     w = Watching.of(Budget.of(None, None, 120, 4, 100), Cadence.of(None, Budget.of(None, None, 120, 4, 100), 100))
     assert w.evaluations == pytest.approx(12)

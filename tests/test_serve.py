@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from charrnn.config import SampleConfig
-from charrnn.evaluation import score_documents
-from charrnn.inference import describe
-from charrnn.sample import Sampler
+from charrnn.scoring.evaluation import score_documents
+from charrnn.training.describe import describe
+from charrnn.writing.config import SampleConfig
+from charrnn.writing.sample import Sampler
 
 
 def expected(model_vocab, prime="", **kw):
@@ -223,7 +223,7 @@ def test_score_gives_what_charrnn_score_gives(server, model_vocab):
 
 
 def test_info_says_what_charrnn_info_says(server, trained_run):
-    from charrnn.checkpoint import load_checkpoint
+    from charrnn.model.checkpoint import load_checkpoint
 
     info = server.get("/v1/info")
     assert info["summary"] == dict(describe(load_checkpoint(trained_run / "best.pt")))
@@ -251,7 +251,7 @@ def test_a_busy_port_is_one_line_and_exit_2(trained_run):
 
 def test_every_sampling_setting_is_offered_over_http():
     # A new SampleConfig setting (a flag of charrnn sample) must also be a field of POST /v1/sample.
-    from charrnn.serve import api
+    from charrnn.serve import native_api as api
 
     offered = {api.CONFIG_NAMES.get(k, k) for k in api.SAMPLE_FIELDS}
     assert set(SampleConfig.__dataclass_fields__) <= offered
@@ -263,7 +263,7 @@ def test_served_documents_are_never_empty_and_match_the_cli(names_run, seed):
     # the batch under four draw rules; each request's names equal charrnn sample's for its seed.
     import asyncio
 
-    from charrnn.inference import load_model
+    from charrnn.api.loading import load_model
     from charrnn.serve.engine import Engine, Job
 
     model, vocab, _ = load_model(names_run / "names" / "best.pt")
@@ -319,7 +319,7 @@ def test_ctrl_c_ends_streams_in_flight_with_a_last_line(trained_run):
 
 
 def test_one_request_may_not_ask_for_more_than_ten_million_characters(model_vocab):
-    from charrnn.serve import api
+    from charrnn.serve import native_api as api
 
     body = json.dumps({"n": 11, "length": 1_000_000}).encode()
     with pytest.raises(api.RequestError, match="n x length must be at most 10,000,000, got 11,000,000") as e:

@@ -8,10 +8,10 @@ from conftest import TINY_MODEL, tiny_config
 from inprocess import invoke as run
 from test_trainer import StopAt
 
-from charrnn.config import TrainConfig
-from charrnn.run_state import Progress, Reporter
-from charrnn.tensorboard_log import TB_DIR, TensorBoardReporter
-from charrnn.train import train
+from charrnn.training.config import TrainConfig
+from charrnn.training.run_state import Progress, Reporter
+from charrnn.training.tensorboard_log import TB_DIR, TensorBoardReporter
+from charrnn.training.train import train
 
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402

@@ -9,12 +9,12 @@ import pytest
 import torch
 from conftest import TINY_MODEL, tiny_config
 
-from charrnn.config import TrainConfig
-from charrnn.data import EOS
-from charrnn.errors import CharRNNError
-from charrnn.inference import load_model
-from charrnn.train import train
-from charrnn.trainer import Reporter, Trainer
+from charrnn.api.loading import load_model
+from charrnn.errors import CharrnnError
+from charrnn.text.data import EOS
+from charrnn.training.config import TrainConfig
+from charrnn.training.train import train
+from charrnn.training.trainer import Reporter, Trainer
 
 
 def test_small_model_overfits_short_text(tmp_path):
@@ -123,7 +123,7 @@ def test_a_loss_that_turns_non_finite_stops_the_run_and_keeps_the_last_good_chec
     real = Trainer.train_step
     monkeypatch.setattr(Trainer, "train_step",
                         lambda self, x, y, lr: real(self, x, y, lr) * (math.nan if self.prog.step >= 25 else 1.0))
-    with pytest.raises(CharRNNError, match=r"training diverged: the training loss is nan at step 30;.* lower --lr"):
+    with pytest.raises(CharrnnError, match=r"training diverged: the training loss is nan at step 30;.* lower --lr"):
         train([corpus_text[:5000]], {}, tiny_config(steps=40, eval_every=10), tmp_path, resume=True, sample_every_eval=0)
     kept = torch.load(tmp_path / "last.pt", weights_only=True)
     assert kept["progress"]["step"] == 20 and torch.equal(kept["model"]["head.weight"], good["model"]["head.weight"])
@@ -158,7 +158,7 @@ def test_a_half_precision_carried_state_in_a_checkpoint_resumes_in_fp32(tmp_path
 
 
 def test_no_time_is_kept_for_an_end_score_that_the_share_leaves_no_room_for(tmp_path, corpus_text, monkeypatch):
-    from charrnn.schedule import Watching
+    from charrnn.training.schedule import Watching
 
     monkeypatch.setattr(Watching, "WATCH_SHARE", 0.0)  # the end may score no more than the evaluations do
     res = train([corpus_text], TINY_MODEL, tiny_config(steps=None, time_budget=4.0, eval_every=None, patience=0,
@@ -172,7 +172,7 @@ def test_a_time_budget_evaluates_a_fixed_sample_and_scores_the_best_on_the_whole
                                                                                       monkeypatch):
     from inprocess import invoke
 
-    from charrnn.schedule import Watching
+    from charrnn.training.schedule import Watching
 
     # 8 s is tiny: with 5% of it the end could score no more than the evaluations do. A larger share lets it score
     # the whole split whatever this machine's speed (the 5% share is met in `make bench`).

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import CharRNNError
+from ..errors import CharrnnError
 
 
 def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
@@ -17,4 +17,4 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
         tmp.replace(path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise CharRNNError(f"could not write {path}: {e.strerror or e}; free disk space or choose another place") from None
+        raise CharrnnError(f"could not write {path}: {e.strerror or e}; free disk space or choose another place") from None

@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..cells import get_cell
-from ..data import Vocab
-from ..errors import CharRNNError, UsageError
-from ..model import CharRNN
+from ..errors import CharrnnError, UsageError
+from ..model.cells import get_cell
+from ..model.network import CharRNN
+from ..text.data import Vocab
 from . import write_atomically
 
 OPSET = 18
@@ -106,7 +106,7 @@ def _traced(step: OneStep, layers: int, hidden: int):
                                         dynamic_shapes=({0: batch}, {1: batch}), opset_version=OPSET, dynamo=True,
                                         verbose=False)
     except Exception as e:  # the exporter's own failures: one line, not its report
-        raise CharRNNError(f"the ONNX exporter failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+        raise CharrnnError(f"the ONNX exporter failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
     finally:
         quiet_logs.level = level
     return program.model_proto

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import Vocab
-from ..errors import CharRNNError, UsageError
-from ..model import CharRNN
+from ..errors import CharrnnError, UsageError
+from ..model.network import CharRNN
+from ..text.data import Vocab
 from . import write_atomically
 
 SCRIPTS = '<script src="model.js"></script>\n<script src="local.js"></script>\n'
@@ -27,7 +27,7 @@ def page_with_local_model() -> str:
     """serve's page, with the scripts that answer its API in the page placed before its own."""
     page = (resources.files("charrnn.serve") / "web" / "index.html").read_text(encoding="utf-8")
     if page.count("<script>") != 1:
-        raise CharRNNError("serve's page no longer has exactly one <script>; update export/web.py")
+        raise CharrnnError("serve's page no longer has exactly one <script>; update export/web.py")
     return page.replace("<script>", SCRIPTS + "<script>")
 
 
@@ -49,7 +49,7 @@ def model_script(model: CharRNN, vocab: Vocab, name: str, summary: dict) -> str:
 
 def export_web(model: CharRNN, vocab: Vocab, ckpt: dict, out: Path, name: str) -> Path:
     """Write the static site into the folder `out` (made if missing; an existing index.html is replaced)."""
-    from ..inference import describe
+    from ..training.describe import describe
 
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} is a file; --web writes a folder: give a new or existing directory")

@@ -23,10 +23,10 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ..config import SampleConfig
-from ..data import EOS, Vocab
-from ..model import CharRNN, cat_states, select_state
-from ..sample import StopScan, next_ids, release, reported_probs, start, text_step
+from ..model.network import CharRNN, cat_states, select_state
+from ..text.data import EOS, Vocab
+from ..writing.config import SampleConfig
+from ..writing.sample import StopScan, next_ids, release, reported_probs, start, text_step
 
 
 @dataclass(frozen=True)

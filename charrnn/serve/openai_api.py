@@ -17,9 +17,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from ..config import SampleConfig
-from ..data import Vocab
-from .api import (
+from ..text.data import Vocab
+from ..writing.config import SampleConfig
+from .engine import End, Job, Text
+from .native_api import (
     MAX_TOP,
     SAMPLE_FIELDS,
     Field,
@@ -32,7 +33,6 @@ from .api import (
     checked_prime,
     read_object,
 )
-from .engine import End, Job, Text
 
 
 def _optional(kind: str, check: Callable) -> Field:

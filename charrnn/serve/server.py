@@ -18,12 +18,16 @@ import socket
 import time
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..checkpoint import run_name
-from ..config import ServeConfig
 from ..errors import UsageError
-from . import api, openai_api
+from ..model.checkpoint import run_name
+from . import native_api, openai_api
+from .config import ServeConfig
 from .engine import Engine, Job
+
+if TYPE_CHECKING:
+    from ..api.model import Model
 
 MAX_BODY = 8 * 1024 * 1024  # bytes of request body read at most
 
@@ -44,12 +48,12 @@ def _json(record: dict, status: int = 200):
 async def _body(request) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY:
-        raise api.RequestError(f"the body is {int(declared):,} bytes, more than {MAX_BODY:,}; send less", status=413)
+        raise native_api.RequestError(f"the body is {int(declared):,} bytes, more than {MAX_BODY:,}; send less", status=413)
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY:
-            raise api.RequestError(f"the body is more than {MAX_BODY:,} bytes; send less", status=413)
+            raise native_api.RequestError(f"the body is more than {MAX_BODY:,} bytes; send less", status=413)
     return bytes(body)
 
 
@@ -118,16 +122,15 @@ async def finish(receive, jobs: list[Job], each=None) -> str | None:
 
 
 class Service:
-    """The routes of one loaded model; its engine runs while the app does (lifespan)."""
+    """The routes of one loaded model (charrnn.Model); its engine runs while the app does (lifespan)."""
 
-    def __init__(self, path: Path, model, vocab, ckpt: dict, cfg: ServeConfig):
-        from ..inference import describe
-
-        self.path, self.model, self.vocab, self.ckpt, self.cfg = path, model, vocab, ckpt, cfg
-        self.device = model.device
-        self.engine = Engine(model, vocab, self.device, cfg.max_batch)
-        self.rows = describe(ckpt)
-        self.name = run_name(path)  # the model's id in /v1/models
+    def __init__(self, loaded: Model, cfg: ServeConfig):
+        self.loaded, self.cfg = loaded, cfg
+        self.path, self.model, self.vocab, self.ckpt = loaded.path, loaded.network, loaded.codec, loaded.checkpoint
+        self.device = self.model.device
+        self.engine = Engine(self.model, self.vocab, self.device, cfg.max_batch)
+        self.rows = list(loaded.info.items())
+        self.name = run_name(self.path)  # the model's id in /v1/models
         self._searches: set[asyncio.Task] = set()  # beam searches running (a task needs a reference to live)
 
     async def page(self, request):
@@ -136,12 +139,12 @@ class Service:
         return HTMLResponse((resources.files("charrnn.serve") / "web" / "index.html").read_text(encoding="utf-8"))
 
     async def info(self, request):
-        return _json(api.info_record(self.path, self.ckpt, self.rows, self.engine.load()))
+        return _json(native_api.info_record(self.path, self.ckpt, self.rows, self.engine.load()))
 
     async def sample(self, request):
-        from ..sample import resolve_seed
+        from ..writing.sample import resolve_seed
 
-        req = api.sample_request(await _body(request), self.vocab, self.engine.max_batch, resolve_seed)
+        req = native_api.sample_request(await _body(request), self.vocab, self.engine.max_batch, resolve_seed)
         job = req.job()
         if req.cfg.beam:
             self._searches.add(task := asyncio.create_task(self._beam(req, job)))
@@ -150,16 +153,16 @@ class Service:
             self.engine.submit(job)
         if req.stream:
             sse = "text/event-stream" in request.headers.get("accept", "")
-            return RecordStream(api.job_records(req, job), [job], named_events if sse else json_lines,
+            return RecordStream(native_api.job_records(req, job), [job], named_events if sse else json_lines,
                                 "text/event-stream" if sse else "application/x-ndjson")
         error = await finish(request.receive, [job])
         if error:
             return _json({"error": error}, 500)
-        return _json(api.done_record(req, job, time.perf_counter() - job.started))
+        return _json(native_api.done_record(req, job, time.perf_counter() - job.started))
 
-    async def _beam(self, req: api.SampleRequest, job: Job) -> None:
+    async def _beam(self, req: native_api.SampleRequest, job: Job) -> None:
         """A beam search, in a worker thread beside the engine's batch (the model is only read), into `job` whole."""
-        from ..beam import beam_search
+        from ..writing.beam import beam_search
 
         try:
             found = await asyncio.to_thread(beam_search, self.model, self.vocab, req.prime, req.cfg, self.device,
@@ -181,12 +184,12 @@ class Service:
 
     async def _openai(self, request, chat: bool):
         """POST /v1/completions and /v1/chat/completions: one job per prompt in the shared batch."""
-        from ..sample import resolve_seed
+        from ..writing.sample import resolve_seed
 
         try:
             c = openai_api.completion_request(await _body(request), self.vocab, self.engine.max_batch, resolve_seed,
                                               self.name, chat)
-        except api.RequestError as e:
+        except native_api.RequestError as e:
             return _json(openai_api.error_record(e), e.status)
         for job in c.make_jobs():
             self.engine.submit(job)
@@ -199,13 +202,9 @@ class Service:
         return _json(tally.whole())
 
     async def score(self, request):
-        from ..evaluation import scores_and_kinds
-        from ..render import score_record
-
-        texts, label = api.score_texts(await _body(request), self.vocab)
-        losses, kinds = await asyncio.to_thread(scores_and_kinds, self.model, self.vocab, texts, self.device, label)
-        return _json({"scores": [score_record(t, loss, self.vocab.missing(t) if loss is None else [], kind)
-                                 for t, loss, kind in zip(texts, losses, kinds, strict=True)]})
+        texts, label = native_api.score_texts(await _body(request), self.vocab)
+        scores = await asyncio.to_thread(self.loaded.scores, texts, label=label)
+        return _json({"scores": [s.record() for s in scores]})
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app):
@@ -225,7 +224,7 @@ def build_app(service: Service):
     from starlette.middleware.cors import CORSMiddleware
     from starlette.routing import Route
 
-    async def request_error(request, exc: api.RequestError):
+    async def request_error(request, exc: native_api.RequestError):
         return _json(exc.record(), exc.status)
 
     async def http_error(request, exc: HTTPException):
@@ -246,7 +245,7 @@ def build_app(service: Service):
     cors = [Middleware(CORSMiddleware, allow_origins=list(service.cfg.allow_origin), allow_methods=["GET", "POST"],
                        allow_headers=["content-type", "accept"])] if service.cfg.allow_origin else []
     return Starlette(routes=routes, lifespan=service.lifespan, middleware=cors,
-                     exception_handlers={api.RequestError: request_error, HTTPException: http_error,
+                     exception_handlers={native_api.RequestError: request_error, HTTPException: http_error,
                                          Exception: internal_error})
 
 
@@ -259,11 +258,19 @@ def listen(host: str, port: int) -> socket.socket:
         raise UsageError(f"cannot listen on {host}:{port}: {e.strerror or e}; choose another --port or --host") from None
 
 
+def serving(path: Path, url: str, host: str) -> None:
+    """Where the server listens (stderr): the page and the API are at url."""
+    from ..console import stderr_console
+
+    local = host in ("localhost", "::1") or host.startswith("127.")
+    stderr_console().print(f"charrnn serve: {path} at {url} (Ctrl-C stops)"
+                           + ("" if local else f"; listening on {host}: anyone who can reach this machine can use it"),
+                           markup=False)
+
+
 def run_server(service: Service, quiet: bool = False) -> None:
     """Serve until Ctrl-C on service.cfg's host and port, saying where on stderr (unless quiet) once the socket listens."""
     import uvicorn
-
-    from ..render import serving
 
     host = service.cfg.host
     sock = listen(host, service.cfg.port)

@@ -83,7 +83,7 @@ def draw_margin(logits, cfg, u) -> float:
     """How far the draws of one call (rows of logits (B, V)) are from turning out otherwise, in probability."""
     import torch
 
-    from charrnn.sample import draw_probs
+    from charrnn.writing.sample import draw_probs
 
     if cfg.greedy:
         top = torch.softmax(logits.float(), -1).topk(2, dim=-1).values
@@ -106,7 +106,7 @@ def draw_margin(logits, cfg, u) -> float:
 
 
 class DrawWatch:
-    """Wraps charrnn.sample.next_ids while sample commands run, noting for each the first draw (its step) whose
+    """Wraps charrnn.writing.sample.next_ids while sample commands run, noting for each the first draw (its step) whose
     outcome a perturbation of DRAW_MARGIN could change. It draws the same uniform numbers next_ids would."""
 
     def __init__(self):
@@ -116,7 +116,7 @@ class DrawWatch:
     def watching(self, name: str):
         import torch
 
-        from charrnn import sample
+        from charrnn.writing import sample
 
         original, calls = sample.next_ids, [0]
         self.fragile[name] = None
