@@ -23,6 +23,18 @@ def setting(default, help: str, flags: tuple[str, ...] = (), parse=None, cli_typ
                                             "choices": choices, "shared": shared})
 
 
+# What the settings several commands share say (setting(shared=NAME) names one): the options cli/options.py makes of
+# them and the API keywords' documentation (api/options.py) both read it here.
+SHARED_HELP = {
+    "device": "auto, cpu, cuda or mps.",
+    "threads": "CPU threads for the arithmetic. (default: one per core available to this process)",
+    "encoding": "Text encoding of the input (utf-8, latin-1, cp1252, utf-16, ...).",
+    "errors": "strict: refuse undecodable bytes; replace: read them as U+FFFD.",
+    "label": "A kind of document: one of the labels the model was trained with (charrnn info lists them). (default "
+             "for sample: each sample's kind drawn as the corpus has them, or as the prime suggests)",
+}
+
+
 def declared(cls: type) -> list[Field]:
     """The fields of a config dataclass that are settings (options and keywords), in the class's order."""
     return [f for f in fields(cls) if f.metadata.get("help") is not None and f.default is not MISSING]

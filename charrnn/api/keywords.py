@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..settings import declared, keyword
+from ..settings import SHARED_HELP, declared, keyword
 
 
 class Keywords:
@@ -156,7 +156,7 @@ def typed_dict(name: str, group: Keywords, doc: str, base: str = "TypedDict", le
     for key, (_, f) in group.fields.items():
         if key in leave:
             continue
-        text = f.metadata["help"] or _SHARED_HELP.get(f.metadata["shared"], "")
+        text = f.metadata["help"] or SHARED_HELP[f.metadata["shared"]]
         if f.metadata["choices"] is not None:
             text += f" One of: {', '.join(f.metadata['choices'])}."
         if "(default:" not in text:
@@ -165,13 +165,6 @@ def typed_dict(name: str, group: Keywords, doc: str, base: str = "TypedDict", le
         lines += [f"    {key}: {group.annotation(key)}", f'    """{wrapped[0]}'
                   + "".join(f"\n    {more}" for more in wrapped[1:]) + '"""']
     return "\n".join(lines) + "\n"
-
-
-# What the shared options (cli/options.SHARED) say, for the keywords that use them.
-_SHARED_HELP = {"device": "auto, cpu, cuda or mps.", "label": "A kind of document: one of the labels the model was "
-                "trained with (Model.labels).", "encoding": "Text encoding of the files read.",
-                "errors": "strict: refuse undecodable bytes; replace: read them as U+FFFD.",
-                "threads": "CPU threads for the arithmetic (None: one per core available to this process)."}
 
 
 def options_source() -> str:

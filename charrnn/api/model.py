@@ -108,7 +108,8 @@ class Model:
 
         Keywords: `charrnn sample`'s options by their Python names, with its defaults: length=500, temperature=1.0,
         top_k, top_p, greedy, stop (a string or several), keep_stop, seed (None: a random one), label, beam,
-        skip_unknown. With beam=K, the likeliest continuation K beams find. Raises CharrnnError for a setting out of
+        skip_unknown, adapt (learn from the prime first; dynamic_rule, dynamic_lr, dynamic_segment, dynamic_decay
+        tune it). With beam=K, the likeliest continuation K beams find. Raises CharrnnError for a setting out of
         range or a prime with characters the model never saw (skip_unknown=True drops them).
 
             >>> model.generate("ROMEO.", length=200, seed=1, temperature=0.8)

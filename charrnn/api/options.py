@@ -120,11 +120,11 @@ class TrainOptions(TypedDict, total=False):
     quiet: bool
     """Only the final summary on stderr. (default: False)"""
     encoding: str
-    """Text encoding of the files read. (default: 'utf-8')"""
+    """Text encoding of the input (utf-8, latin-1, cp1252, utf-16, ...). (default: 'utf-8')"""
     errors: str
     """strict: refuse undecodable bytes; replace: read them as U+FFFD. (default: 'strict')"""
     threads: int | None
-    """CPU threads for the arithmetic (None: one per core available to this process). (default: None)"""
+    """CPU threads for the arithmetic. (default: one per core available to this process)"""
 
 
 class SampleOptions(TypedDict, total=False):
@@ -148,7 +148,8 @@ class SampleOptions(TypedDict, total=False):
     seed: int | None
     """Random seed (reported on stderr when not given). (default: None)"""
     label: str | None
-    """A kind of document: one of the labels the model was trained with (Model.labels). (default: None)"""
+    """A kind of document: one of the labels the model was trained with (charrnn info lists them). (default for sample:
+    each sample's kind drawn as the corpus has them, or as the prime suggests) (default: None)"""
     beam: int | None
     """Beam search with K beams: the likeliest continuation they find (never less likely than greedy's), not a random
     one; with -n the n likeliest, distinct (n <= K). --json adds each one's log-probability. (default: None)"""

@@ -14,7 +14,7 @@ from dataclasses import Field
 import typer
 
 from ..errors import UsageError
-from ..settings import declared, flag
+from ..settings import SHARED_HELP, declared, flag
 
 
 def checkpoint_option():
@@ -22,19 +22,19 @@ def checkpoint_option():
 
 
 def device_option(default: str = "auto"):
-    return typer.Option(default, help="auto, cpu, cuda or mps.")
+    return typer.Option(default, help=SHARED_HELP["device"])
 
 
 def threads_option(default: int | None = None):
-    return typer.Option(default, help="CPU threads for the arithmetic. (default: one per core available to this process)")
+    return typer.Option(default, help=SHARED_HELP["threads"])
 
 
 def encoding_option(default: str = "utf-8"):
-    return typer.Option(default, help="Text encoding of the input (utf-8, latin-1, cp1252, utf-16, ...).")
+    return typer.Option(default, help=SHARED_HELP["encoding"])
 
 
 def errors_option(default: str = "strict"):
-    return typer.Option(default, help="strict: refuse undecodable bytes; replace: read them as U+FFFD.")
+    return typer.Option(default, help=SHARED_HELP["errors"])
 
 
 def json_option(help: str):
@@ -51,9 +51,7 @@ def dynamic_option(more: str = ""):
 
 
 def label_option(default=None):
-    return typer.Option(default, "--label", help="A kind of document: one of the labels the model was trained with "
-                        "(charrnn info lists them). (default for sample: each sample's kind drawn as the corpus has "
-                        "them, or as the prime suggests)")
+    return typer.Option(default, "--label", help=SHARED_HELP["label"])
 
 
 # Config fields that use a shared definition (settings.setting(shared=...)).
