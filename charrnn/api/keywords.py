@@ -11,6 +11,7 @@ The same declaration gives the typed keywords editors and type checkers read (ap
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import sys
@@ -85,7 +86,9 @@ class Keywords:
 _UNIONS = (typing.Union, types.UnionType)
 
 
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
+    """A config class's field types, resolved once (every keyword's check and annotation reads them)."""
     module = sys.modules[cls.__module__]
     return typing.get_type_hints(cls, vars(module) | {"Path": Path})
 
