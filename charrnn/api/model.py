@@ -108,9 +108,10 @@ class Model:
 
         Keywords: `charrnn sample`'s options by their Python names, with its defaults: length=500, temperature=1.0,
         top_k, top_p, greedy, stop (a string or several), keep_stop, seed (None: a random one), label, beam,
-        skip_unknown, adapt (learn from the prime first; dynamic_rule, dynamic_lr, dynamic_segment, dynamic_decay
-        tune it). With beam=K, the likeliest continuation K beams find. Raises CharrnnError for a setting out of
-        range or a prime with characters the model never saw (skip_unknown=True drops them).
+        regex, allow and ban (write only text that matches, of these characters, without these strings), skip_unknown,
+        adapt (learn from the prime first; dynamic_rule, dynamic_lr, dynamic_segment, dynamic_decay tune it). With
+        beam=K, the likeliest continuation K beams find. Raises CharrnnError for a setting out of range, a constraint
+        the model cannot meet, or a prime with characters the model never saw (skip_unknown=True drops them).
 
             >>> model.generate("ROMEO.", length=200, seed=1, temperature=0.8)
         """

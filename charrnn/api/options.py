@@ -145,6 +145,14 @@ class SampleOptions(TypedDict, total=False):
     keeps it). Escapes: \\n, \\t. (default: ())"""
     keep_stop: bool
     """With --stop: end the output with the stop text instead of just before it. (default: False)"""
+    regex: str | None
+    """Write only text that matches this regular expression in full (the prime not included): characters that cannot
+    lead to a match are never drawn, and a sample ends only where it matches, within --length. Python's syntax,
+    without backreferences, lookaround or \\b. (default: None)"""
+    allow: str | None
+    """Write only these characters: a class such as a-z or '[a-z ]'. (default: None)"""
+    ban: str | Sequence[str]
+    """Never write TEXT (repeatable), counting across the prime's end. Escapes: \\n, \\t. (default: ())"""
     seed: int | None
     """Random seed (reported on stderr when not given). (default: None)"""
     label: str | None

@@ -26,6 +26,7 @@ import torch
 from ..model.network import CharRNN, cat_states, select_state
 from ..text.data import EOS, Vocab
 from ..writing.config import SampleConfig
+from ..writing.constraint import Constraint, constraint_for
 from ..writing.sample import StopScan, next_ids, release, reported_probs, start, text_step
 
 
@@ -57,9 +58,11 @@ class Job:
     def __init__(self, prime: str, cfg: SampleConfig, top: int = 0):
         assert cfg.seed is not None, "the server resolves the seed before making a job"
         self.prime, self.cfg, self.top, self.n = prime, cfg, top, cfg.num_samples
-        # The draw rule alone (no seed, length or stops): requests that share it are drawn as one group.
-        self.rule = replace(cfg, seed=None, num_samples=1, length=1, stop=(), keep_stop=False, label=None)
-        self.scans = [StopScan(cfg.stop, cfg.keep_stop) for _ in range(self.n)] if cfg.stop else None
+        # The draw rule alone (no seed, length, stops or constraint): requests that share it are drawn as one group.
+        self.rule = replace(cfg, seed=None, num_samples=1, length=1, stop=(), keep_stop=False, label=None, regex=None,
+                            allow=None, ban=())
+        self.constraint: Constraint | None = None  # made on the engine's device at admission (writing/constraint.py)
+        self.scans: list[StopScan] | None = None
         self.texts: list[list[str]] = [[] for _ in range(self.n)]
         self.ended: dict[int, str] = {}
         self.logprobs: dict[int, float] = {}  # beam search's, per sample (complete())
@@ -84,11 +87,20 @@ class Job:
         self.error = message
         self._ready.set()
 
-    def take(self, i: int, ch: str | None, info, last: bool) -> bool:
+    def admitted(self, vocab: Vocab, device: torch.device) -> None:
+        """Ready to join the batch on `device`: its generator, its constraint, its stop scans."""
+        cfg = self.cfg
+        self.generator = torch.Generator(device=device).manual_seed(cfg.seed)
+        self.constraint = c = constraint_for(cfg, vocab, self.prime, device)
+        if cfg.stop:
+            self.scans = [StopScan(cfg.stop, cfg.keep_stop, c and c.accepts, c.start if c else 0) for _ in range(self.n)]
+
+    def take(self, i: int, ch: str | None, info, last: bool, state: int = 0, only_end: bool = False) -> bool:
         """Sample i's drawn character (None: EOS) with its (probability, alternatives) or None; `last`:
-        the length is reached. Returns whether the sample goes on."""
+        the length is reached; `state`, `only_end`: its constraint's state after it, and whether nothing but the end
+        was allowed. Returns whether the sample goes on."""
         scan = self.scans[i] if self.scans else None
-        out, reason = release(scan, ch, info)
+        out, reason = release(scan, ch, info, state, only_end)
         if reason is None and last:
             out, reason = out + (scan.flush() if scan else []), "length"
         if out:
@@ -150,6 +162,7 @@ class Engine:
         self.counts: list[int] = []  # characters drawn per stream
         self.logits: torch.Tensor | None = None  # (rows, V): each stream's next draw
         self.state = None
+        self.constrained = Constrained()
         self.fresh = False  # some streams are at their first draw with no prime: EOS is not allowed
         self.made = 0
         self._work = asyncio.Event()
@@ -185,7 +198,8 @@ class Engine:
                 return
             ids = self._draw()
             info = self._report(ids)
-        keep = self._hand_out(ids.tolist(), info)
+            after = self.constrained.advance(self.spans, ids)
+        keep = self._hand_out(ids.tolist(), info, after)
         with torch.inference_mode():
             self._keep(keep, ids)
 
@@ -195,8 +209,8 @@ class Engine:
             job = self.queue.popleft()
             if job.cancelled:
                 continue
-            job.generator = torch.Generator(device=self.device).manual_seed(job.cfg.seed)
             try:
+                job.admitted(self.vocab, self.device)
                 logits, state, job.labels = start(self.model, self.vocab, job.prime, job.n, self.device, job.cfg.label,
                                                   job.generator, job.cfg.greedy)
             except Exception as e:  # out of memory, say: this request fails, the others go on
@@ -207,6 +221,7 @@ class Engine:
             self.state = state if self.state is None else cat_states([self.state, state])
             self.rows += [(job, i) for i in range(job.n)]
             self.counts += [0] * job.n
+            self.constrained.join(job, self.device)
             admitted = True
         if admitted:
             self._respan()
@@ -227,6 +242,7 @@ class Engine:
             for job, a, b in self.spans:
                 if not job.prime and self.counts[a] == 0:
                     logits[a:b, EOS] = -math.inf
+        logits = self.constrained.mask(logits, self.spans, self.counts)
         groups: dict[SampleConfig, list[tuple[Job, int, int]]] = {}
         for span in self.spans:
             groups.setdefault(span[0].rule, []).append(span)
@@ -260,14 +276,16 @@ class Engine:
                 info[a + row] = (p, [(chars[t - 1] if t != EOS else None, q) for t, q in zip(ix, ps, strict=True)])
         return info
 
-    def _hand_out(self, drawn: list[int], info: dict[int, tuple]) -> list[int]:
-        """Give each stream's character to its job; returns the rows that go on."""
+    def _hand_out(self, drawn: list[int], info: dict[int, tuple], after: dict[int, tuple[int, bool]]) -> list[int]:
+        """Give each stream's character to its job (`after`: a constrained row's state after it, and whether nothing
+        but the end was allowed); returns the rows that go on."""
         chars, keep = self.vocab.chars, []
         for pos, ((job, i), t) in enumerate(zip(self.rows, drawn, strict=True)):
             if job.cancelled:
                 continue
             self.counts[pos] += 1
-            if job.take(i, chars[t - 1] if t != EOS else None, info.get(pos), self.counts[pos] >= job.cfg.length):
+            if job.take(i, chars[t - 1] if t != EOS else None, info.get(pos), self.counts[pos] >= job.cfg.length,
+                        *after.get(pos, (0, False))):
                 keep.append(pos)
         self.made += len(drawn)
         self.fresh = False
@@ -276,10 +294,12 @@ class Engine:
     def _keep(self, keep: list[int], ids: torch.Tensor) -> None:
         if not keep:
             self.rows, self.counts, self.spans, self.logits, self.state = [], [], [], None, None
+            self.constrained = Constrained()
             return
         if len(keep) < len(self.rows):
             index = torch.tensor(keep, device=self.device)
             self.state, ids = select_state(self.state, index), ids.index_select(0, index)
+            self.constrained.keep(index)
             self.rows, self.counts = [self.rows[p] for p in keep], [self.counts[p] for p in keep]
             self._respan()
         self.logits, self.state = text_step(self.model, self.vocab, ids, self.state)
@@ -295,3 +315,49 @@ class Engine:
         for job, _, _ in self.spans:
             job.fail(message)
         self.rows, self.counts, self.spans, self.logits, self.state = [], [], [], None, None
+        self.constrained = Constrained()
+
+
+class Constrained:
+    """The constraint states (rows,) of the batch's streams (0 for a job without one) and what each constrained job's
+    streams may draw: each job masks its own rows with its own tables (writing/constraint.py)."""
+
+    def __init__(self):
+        self.states: torch.Tensor | None = None
+        self.any = False
+        self.only_end: dict[int, torch.Tensor] = {}  # first row of a constrained span -> its rows that could only end
+
+    def join(self, job: Job, device: torch.device) -> None:
+        start = job.constraint.start if job.constraint else 0
+        new = torch.full((job.n,), start, dtype=torch.long, device=device)
+        self.states = new if self.states is None else torch.cat([self.states, new])
+        self.any = self.any or job.constraint is not None
+
+    def mask(self, logits: torch.Tensor, spans: list[tuple[Job, int, int]], counts: list[int]) -> torch.Tensor:
+        """logits with what each constrained stream may not draw, in the length it has left, at -inf."""
+        if not self.any:
+            return logits
+        logits, self.only_end = logits.clone(), {}
+        for job, a, b in spans:
+            if job.constraint is not None:
+                mask = job.constraint.mask(self.states[a:b], job.cfg.length - counts[a])
+                logits[a:b] += mask
+                self.only_end[a] = job.constraint.only_end(mask)
+        return logits
+
+    def advance(self, spans: list[tuple[Job, int, int]], ids: torch.Tensor) -> dict[int, tuple[int, bool]]:
+        """Each constrained stream's state after its drawn id, and (row -> (state, nothing but the end was allowed))
+        for them: one copy to the host a step, and only while a constrained job is in the batch."""
+        if not self.any:
+            return {}
+        ends = torch.zeros_like(self.states, dtype=torch.bool)
+        for job, a, b in spans:
+            if job.constraint is not None:
+                self.states[a:b] = job.constraint.advance(self.states[a:b], ids[a:b])
+                ends[a:b] = self.only_end[a]
+        states, only_end = torch.stack([self.states, ends.long()]).tolist()
+        return {pos: (states[pos], bool(only_end[pos])) for job, a, b in spans if job.constraint for pos in range(a, b)}
+
+    def keep(self, index: torch.Tensor) -> None:
+        if self.states is not None:
+            self.states = self.states.index_select(0, index)

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..errors import UsageError
 from ..text.data import Vocab
 from ..writing.config import SampleConfig
+from ..writing.constraint import ConstraintError, constraint_for
 from ..writing.sample import check_prime
 from .engine import End, Job, Text
 
@@ -82,7 +83,11 @@ SAMPLE_FIELDS: dict[str, Field] = {
     "stream": Field(True, "true or false", lambda v: isinstance(v, bool)),
     "beam": Field(None, f"an integer from 1 to {MAX_BEAM}", lambda v: _int(v) and 1 <= v <= MAX_BEAM, optional=True),
     "label": Field(None, "a string (one of /v1/info's labels)", lambda v: isinstance(v, str), optional=True),
+    "regex": Field(None, "a string (a regular expression)", lambda v: isinstance(v, str), optional=True),
+    "allow": Field(None, "a string (a class of characters such as a-z)", lambda v: isinstance(v, str), optional=True),
+    "ban": Field([], "a string or a list of strings", lambda v: isinstance(v, str) or _strings(v)),
 }
+LISTS = ("stop", "ban")  # fields that take one string or several: SampleConfig holds a tuple
 CONFIG_NAMES = {"n": "num_samples"}  # JSON field -> SampleConfig field where they differ
 
 
@@ -119,11 +124,12 @@ def sample_request(body: bytes, vocab: Vocab, max_batch: int, seed: Callable[[in
     """POST /v1/sample's body -> a SampleRequest; RequestError names the first bad field. seed(None) picks one."""
     v = read_fields(read_object(body, '{"prime": "ROMEO.", "length": 200}'), SAMPLE_FIELDS)
     settings = {CONFIG_NAMES.get(k, k): value for k, value in v.items()
-                if CONFIG_NAMES.get(k, k) in SampleConfig.__dataclass_fields__ and k not in ("seed", "stop")}
-    cfg = SampleConfig(**settings, stop=tuple([v["stop"]] if isinstance(v["stop"], str) else v["stop"]))
+                if CONFIG_NAMES.get(k, k) in SampleConfig.__dataclass_fields__ and k != "seed"}
+    cfg = SampleConfig(**settings | {k: tuple([v[k]] if isinstance(v[k], str) else v[k]) for k in LISTS})
     check_limits(cfg, {c: k for k, c in CONFIG_NAMES.items()}, max_batch)
     prime = checked_prime(v["prime"], vocab, "prime", v["skip_unknown"], 'remove them or send "skip_unknown": true')
     checked_label(v["label"], vocab)
+    checked_constraint(cfg, vocab, prime)
     if v["beam"] and v["top"]:
         raise RequestError("top reports what sampling weighed at each character; beam search does not sample: leave "
                            "out top or beam", "top")
@@ -170,6 +176,16 @@ def score_texts(body: bytes, vocab: Vocab) -> tuple[list[str], str | None]:
         raise RequestError(f"texts hold {size:,} characters, more than {MAX_SCORE_CHARS:,}; send them in parts",
                            "texts", status=413)
     return [t.replace("\r\n", "\n") for t in v["texts"]], checked_label(v["label"], vocab)
+
+
+def checked_constraint(cfg: SampleConfig, vocab: Vocab, prime: str, names: dict[str, str] | None = None) -> None:
+    """A RequestError naming the field (by `names`, SampleConfig field -> the request's, where they differ) whose
+    constraint the model cannot meet: a character it never saw, no match of its characters, none in the length."""
+    try:
+        constraint_for(cfg, vocab, prime, "cpu")
+    except ConstraintError as e:
+        field = (names or {}).get(e.field, e.field)
+        raise RequestError(str(e).replace(f"--{e.field} ", f"{field} ").replace("--length", "length"), field) from None
 
 
 def checked_label(label: str | None, vocab: Vocab) -> str | None:

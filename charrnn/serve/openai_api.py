@@ -29,6 +29,7 @@ from .native_api import (
     _number,
     _strings,
     check_limits,
+    checked_constraint,
     checked_label,
     checked_prime,
     read_object,
@@ -55,6 +56,9 @@ COMMON_FIELDS: dict[str, Field] = {
     "stream_options": _optional("an object", lambda v: isinstance(v, dict)),
     "user": _optional("a string", lambda v: isinstance(v, str)),
     "label": SAMPLE_FIELDS["label"],  # charrnn's own (the openai package sends it in extra_body): a labelled model's kind
+    # charrnn's own constraints (extra_body too), and vLLM's name for the expression
+    "regex": SAMPLE_FIELDS["regex"], "guided_regex": SAMPLE_FIELDS["regex"], "allow": SAMPLE_FIELDS["allow"],
+    "ban": _optional("a string or a list of strings", _stop),
     # OpenAI's, with no meaning for this model: accepted at their neutral values only (NEUTRAL).
     "frequency_penalty": _optional("a number", _number),
     "presence_penalty": _optional("a number", _number),
@@ -125,8 +129,11 @@ def completion_request(body: bytes, vocab: Vocab, max_batch: int, seed: Callable
         prompts = [v["prompt"]] if isinstance(v["prompt"], str) else v["prompt"]
         top, echo, length = v["logprobs"] or 0, bool(v["echo"]), None
     cfg = replace(sample_config(v, length, seed), label=checked_label(v["label"], vocab))
-    check_limits(cfg, OPENAI_NAMES, max_batch, len(prompts))
+    names = OPENAI_NAMES | {"regex": "guided_regex" if v["guided_regex"] is not None else "regex"}
+    check_limits(cfg, names, max_batch, len(prompts))
     prompts = [checked_prime(p, vocab, "messages" if chat else "prompt") for p in prompts]
+    for p in prompts:
+        checked_constraint(cfg, vocab, p, names)
     stream_options = v["stream_options"] or {}
     return Completion("chat.completion" if chat else "text_completion", model, prompts, cfg, top, echo,
                       bool(v["stream"]), bool(stream_options.get("include_usage")))
@@ -138,9 +145,15 @@ def sample_config(v: dict, length: int | None, seed: Callable[[int | None], int]
     temperature = 1.0 if v["temperature"] is None else v["temperature"]
     stops = v["stop"] or ()
     length = next((x for x in (length, v["max_tokens"]) if x is not None), 16)  # OpenAI's default, 16
+    if v["regex"] is not None and v["guided_regex"] is not None and v["regex"] != v["guided_regex"]:
+        raise RequestError("regex and guided_regex are two names for one expression, and they differ: send one",
+                           "guided_regex")
+    bans = v["ban"] or ()
     cfg = SampleConfig(length=length, temperature=temperature or 1.0,
                        top_p=v["top_p"] if v["top_p"] is not None and v["top_p"] != 1 else None, greedy=temperature == 0,
-                       num_samples=1 if v["n"] is None else v["n"], stop=(stops,) if isinstance(stops, str) else tuple(stops))
+                       num_samples=1 if v["n"] is None else v["n"], stop=(stops,) if isinstance(stops, str) else tuple(stops),
+                       regex=v["regex"] if v["regex"] is not None else v["guided_regex"], allow=v["allow"],
+                       ban=(bans,) if isinstance(bans, str) else tuple(bans))
     return replace(cfg, seed=seed(v["seed"]))
 
 

@@ -144,7 +144,9 @@ class Service:
     async def sample(self, request):
         from ..writing.sample import resolve_seed
 
-        req = native_api.sample_request(await _body(request), self.vocab, self.engine.max_batch, resolve_seed)
+        # In a worker thread: a constraint's automaton may take a moment to build (writing/constraint.py bounds it).
+        req = await asyncio.to_thread(native_api.sample_request, await _body(request), self.vocab, self.engine.max_batch,
+                                      resolve_seed)
         job = req.job()
         if req.cfg.beam:
             self._searches.add(task := asyncio.create_task(self._beam(req, job)))
@@ -187,8 +189,8 @@ class Service:
         from ..writing.sample import resolve_seed
 
         try:
-            c = openai_api.completion_request(await _body(request), self.vocab, self.engine.max_batch, resolve_seed,
-                                              self.name, chat)
+            c = await asyncio.to_thread(openai_api.completion_request, await _body(request), self.vocab,
+                                        self.engine.max_batch, resolve_seed, self.name, chat)
         except native_api.RequestError as e:
             return _json(openai_api.error_record(e), e.status)
         for job in c.make_jobs():

@@ -20,6 +20,10 @@ log-probability counts the stop string's characters, which the model wrote.
 
 A labelled model searches documents of one kind: the label asked for, else the likeliest given the prime
 (sample.start); the log-probability is the continuation's given that kind.
+
+Under a constraint (--regex, --allow, --ban: constraint.py) every extension that cannot lead to a match in the
+length left is dropped, so the search finds the likeliest texts that match; their log-probabilities are still the
+model's, unrenormalised. A stop string ends a hypothesis only where the text it leaves matches.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from ..errors import UsageError
 from ..model.network import CharRNN, select_state
 from ..text.data import EOS, Vocab
 from .config import SampleConfig
+from .constraint import Constraint, constraint_for
 from .sample import start, text_step
 
 
@@ -54,11 +59,13 @@ class Hypothesis:
 
 @dataclass
 class _Live:
-    """The live hypotheses of one step: their texts, ids just written (B,), log-probabilities (B,)."""
+    """The live hypotheses of one step: their texts, ids just written (B,), log-probabilities (B,), and under a
+    constraint its states after them (B,)."""
 
     texts: list[str]
     ids: torch.Tensor
     scores: torch.Tensor
+    states: torch.Tensor | None = None
 
 
 def beam_search(model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig, device: torch.device | str = "cpu",
@@ -67,9 +74,10 @@ def beam_search(model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig, dev
     likely first (fewer when there are not as many distinct ones). Uses cfg.length, cfg.stop, cfg.keep_stop.
     cancelled() is asked every step (serve: the client went away); when it says so, the search ends with []."""
     width = cfg.beam or 1
-    found = _search(model, vocab, prime, cfg, width, device, cancelled)
+    constraint = constraint_for(cfg, vocab, prime, torch.device(device))
+    found = _search(model, vocab, prime, cfg, width, device, cancelled, constraint)
     if width > 1:
-        found += _search(model, vocab, prime, cfg, 1, device, cancelled)
+        found += _search(model, vocab, prime, cfg, 1, device, cancelled, constraint)
     if cancelled():
         return []
     return _best_distinct(found, cfg.num_samples)
@@ -84,28 +92,32 @@ def _best_distinct(found: list[Hypothesis], n: int) -> list[Hypothesis]:
 
 
 @torch.inference_mode()
-def _search(model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig, width: int,
-            device: torch.device | str, cancelled: Callable[[], bool]) -> list[Hypothesis]:
+def _search(model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig, width: int, device: torch.device | str,
+            cancelled: Callable[[], bool], constraint: Constraint | None = None) -> list[Hypothesis]:
     was_training = model.training
     model.eval()
     try:
         logits, state, labels = start(model, vocab, prime, 1, torch.device(device), cfg.label, greedy=True)
-        found = _steps(model, vocab, cfg, width, logits, state, cancelled)
+        found = _steps(model, vocab, cfg, width, logits, state, cancelled, constraint)
         return [replace(h, label=labels[0]) for h in found] if labels else found
     finally:
         model.train(was_training)
 
 
 def _steps(model: CharRNN, vocab: Vocab, cfg: SampleConfig, width: int, logits: torch.Tensor, state,
-           cancelled: Callable[[], bool]) -> list[Hypothesis]:
+           cancelled: Callable[[], bool], constraint: Constraint | None = None) -> list[Hypothesis]:
     """The search from the prime's scores and state (sample.start) for up to cfg.length characters."""
-    live = _Live([""], torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.float64, device=logits.device))
+    device = logits.device
+    live = _Live([""], torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.float64, device=device),
+                 None if constraint is None else torch.full((1,), constraint.start, device=device))
     finished: list[Hypothesis] = []
     for step in range(cfg.length):
         logp = torch.log_softmax(logits.double(), dim=-1)
         if step == 0:  # an empty continuation answers nothing (and without a prime, no document is empty)
             logp[:, EOS] = -math.inf
-        live, parents, done = _extend(live, logp, width, vocab, cfg)
+        if constraint is not None:
+            logp = logp + constraint.mask(live.states, cfg.length - step)
+        live, parents, done = _extend(live, logp, width, vocab, cfg, constraint)
         # Only the n best distinct can be answered, and later ones only push them out: keep no more, so that
         # each step's bookkeeping stays small however long the search runs.
         finished = _best_distinct(finished + done, cfg.num_samples)
@@ -116,8 +128,8 @@ def _steps(model: CharRNN, vocab: Vocab, cfg: SampleConfig, width: int, logits: 
     return finished + [Hypothesis(t, float(s), "length") for t, s in zip(live.texts, live.scores.tolist(), strict=True)]
 
 
-def _extend(live: _Live, logp: torch.Tensor, width: int, vocab: Vocab, cfg: SampleConfig
-            ) -> tuple[_Live, torch.Tensor, list[Hypothesis]]:
+def _extend(live: _Live, logp: torch.Tensor, width: int, vocab: Vocab, cfg: SampleConfig,
+            constraint: Constraint | None = None) -> tuple[_Live, torch.Tensor, list[Hypothesis]]:
     """The `width` likeliest one-character extensions of `live` (logp (B, V): each one's next-character log-probs):
     those that go on, the rows of `live` they extend, and those finished by EOS or a stop string."""
     vocab_size = logp.shape[-1]
@@ -131,15 +143,19 @@ def _extend(live: _Live, logp: torch.Tensor, width: int, vocab: Vocab, cfg: Samp
             finished.append(Hypothesis(live.texts[parent], score, "eos"))
             continue
         text = live.texts[parent] + vocab.chars[char_id - 1]
-        stop = next((s for s in cfg.stop if text.endswith(s)), None)  # earlier text held none: it ends here if at all
+        # Earlier text held none that could end it: it ends here if at all, where what it leaves matches.
+        stop = next((s for s in cfg.stop if text.endswith(s)
+                     and (constraint is None or constraint.matches(text if cfg.keep_stop else text[: -len(s)]))), None)
         if stop is None:
             going.append((text, char_id, parent, score))
         else:
             finished.append(Hypothesis(text if cfg.keep_stop else text[: -len(stop)], score, "stop"))
     device = logp.device
-    new = _Live([g[0] for g in going], torch.tensor([g[1] for g in going], dtype=torch.long, device=device),
-                torch.tensor([g[3] for g in going], dtype=torch.float64, device=device))
-    return new, torch.tensor([g[2] for g in going], dtype=torch.long, device=device), finished
+    ids, parents = (torch.tensor([g[i] for g in going], dtype=torch.long, device=device) for i in (1, 2))
+    states = None if constraint is None else constraint.advance(live.states.index_select(0, parents), ids)
+    new = _Live([g[0] for g in going], ids, torch.tensor([g[3] for g in going], dtype=torch.float64, device=device),
+                states)
+    return new, parents, finished
 
 
 def _settled(finished: list[Hypothesis], live: _Live, n: int) -> bool:

@@ -6,7 +6,8 @@ import math
 from dataclasses import dataclass
 
 from ..errors import UsageError
-from ..settings import setting, unescape
+from ..settings import setting, unescape_all
+from .constraint import syntax_problems
 
 
 @dataclass(frozen=True)
@@ -22,9 +23,17 @@ class SampleConfig:
     num_samples: int = setting(1, "Samples to generate, as one batch.", flags=("--num-samples", "-n"))
     stop: tuple[str, ...] = setting((), "End a sample as soon as its new text contains TEXT (repeatable); the output "
                                     "ends just before it (--keep-stop keeps it). Escapes: \\n, \\t.", flags=("--stop",),
-                                    cli_type=list[str], parse=lambda texts: tuple(unescape(t) for t in texts))
+                                    cli_type=list[str], parse=unescape_all)
     keep_stop: bool = setting(False, "With --stop: end the output with the stop text instead of just before it.",
                               flags=("--keep-stop",))
+    regex: str | None = setting(None, "Write only text that matches this regular expression in full (the prime not "
+                                "included): characters that cannot lead to a match are never drawn, and a sample ends "
+                                "only where it matches, within --length. Python's syntax, without backreferences, "
+                                "lookaround or \\b.", flags=("--regex",))
+    allow: str | None = setting(None, "Write only these characters: a class such as a-z or '[a-z ]'.",
+                                flags=("--allow",))
+    ban: tuple[str, ...] = setting((), "Never write TEXT (repeatable), counting across the prime's end. Escapes: \\n, "
+                                   "\\t.", flags=("--ban",), cli_type=list[str], parse=unescape_all)
     seed: int | None = setting(None, "Random seed (reported on stderr when not given).")
     label: str | None = setting(None, "", shared="label")
     beam: int | None = setting(None, "Beam search with K beams: the likeliest continuation they find (never less likely "
@@ -49,7 +58,7 @@ class SampleConfig:
             found.append(("stop", "must not be empty: give the text that ends a sample (a blank line is \\n\\n)"))
         if self.beam is not None:
             found += self._beam_problems()
-        return found
+        return found + syntax_problems(self.regex, self.allow, self.ban)
 
     def _beam_problems(self) -> list[tuple[str, str]]:
         if self.beam < 1:

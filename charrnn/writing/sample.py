@@ -19,6 +19,7 @@ from ..model.cells import State
 from ..model.network import CharRNN, select_state
 from ..text.data import EOS, Vocab, describe_chars, doc_hash, read_text
 from .config import SampleConfig
+from .constraint import constraint_for
 
 
 class Rule:
@@ -199,42 +200,60 @@ class StopScan:
     """Watches one sample's new text for the stop strings, holding back what could be the start of one,
     so that nothing after a stop is ever emitted, even when the stop spans several drawn characters.
 
-    feed() takes a drawn character (and its probability) and returns the characters that are now
-    safe to emit, and whether a stop string ended the sample; flush() returns what is held back.
+    feed() takes a drawn character (its probability, and under a constraint the state after it) and returns the
+    characters that are now safe to emit, and whether a stop string ended the sample; flush() returns what is held
+    back. Under a constraint (accepts: whether a state matches; start: the state before the first character), a stop
+    ends the sample only where the text it leaves (with keep, the text through it) matches in full; elsewhere its
+    characters are text like any other.
     """
 
-    def __init__(self, stops: tuple[str, ...], keep: bool):
-        self.stops, self.keep = stops, keep
-        self.held: list[tuple[str, float | None]] = []
+    def __init__(self, stops: tuple[str, ...], keep: bool, accepts: Callable[[int], bool] | None = None,
+                 start: int = 0):
+        self.stops, self.keep, self.accepts = stops, keep, accepts
+        self.held: list[tuple[str, float | None, int]] = []  # (character, p, constraint state after it)
+        self.before = start  # the constraint's state before the first held character
 
-    def feed(self, ch: str, p: float | None = None) -> tuple[list[tuple[str, float | None]], bool]:
-        self.held.append((ch, p))
-        text = "".join(c for c, _ in self.held)
-        hits = [(text.find(s), s) for s in self.stops if s in text]
-        if hits:
-            at, stop = min(hits)  # the earliest: every character is checked, so it ends here
-            out, self.held = self.held[: at + (len(stop) if self.keep else 0)], []
-            return out, True
+    def feed(self, ch: str, p: float | None = None, state: int = 0) -> tuple[list[tuple[str, float | None]], bool]:
+        self.held.append((ch, p, state))
+        text = "".join(c for c, _, _ in self.held)
+        for at, stop in sorted((at, s) for s in self.stops for at in _occurrences(text, s)):
+            cut = at + (len(stop) if self.keep else 0)
+            if self.accepts is None or self.accepts(self.held[cut - 1][2] if cut else self.before):
+                return self._release(cut), True  # the earliest that may end it: every character is checked
         # Hold back the longest tail that a stop string could still begin with.
         tail = next((k for k in range(min(len(text), max(map(len, self.stops)) - 1), 0, -1)
                      if any(s.startswith(text[-k:]) for s in self.stops)), 0)
-        cut = len(self.held) - tail
+        return self._release(len(self.held) - tail), False
+
+    def _release(self, cut: int) -> list[tuple[str, float | None]]:
         out, self.held = self.held[:cut], self.held[cut:]
-        return out, False
+        if out:
+            self.before = out[-1][2]
+        return [(c, p) for c, p, _ in out]
 
     def flush(self) -> list[tuple[str, float | None]]:
-        out, self.held = self.held, []
-        return out
+        return self._release(len(self.held))
 
 
-def release(scan: StopScan | None, ch: str | None, p=None) -> tuple[list[tuple[str, object]], str | None]:
+def _occurrences(text: str, s: str) -> list[int]:
+    """Where `s` begins in `text`, overlapping occurrences included."""
+    found, at = [], text.find(s)
+    while at >= 0:
+        found.append(at)
+        at = text.find(s, at + 1)
+    return found
+
+
+def release(scan: StopScan | None, ch: str | None, p=None, state: int = 0, only_end: bool = False
+            ) -> tuple[list[tuple[str, object]], str | None]:
     """What one sample's drawn character (None: EOS) lets out, as (character, p) pairs, and why the sample
-    ended there: "eos", "stop", or None while it goes on. At EOS, what the stop scan held back was no stop."""
+    ended there: "eos", "match" (EOS where a constraint allowed nothing else: `only_end`), "stop", or None while it
+    goes on. At EOS, what the stop scan held back was no stop. `state`: the constraint's state after the character."""
     if ch is None:
-        return (scan.flush() if scan else []), "eos"
+        return (scan.flush() if scan else []), "match" if only_end else "eos"
     if scan is None:
         return [(ch, p)], None
-    out, stopped = scan.feed(ch, p)
+    out, stopped = scan.feed(ch, p, state)
     return out, ("stop" if stopped else None)
 
 
@@ -246,8 +265,10 @@ class Sampler:
     characters at most are drawn per sample. Without a prime EOS cannot be the first draw: a
     sample is a document, and no corpus has empty ones. A sample ends at EOS, at one of cfg.stop
     (cut before it, or after it with cfg.keep_stop), or at the length; `ended[i]` says which
-    ("eos", "stop", "length") once sample i is done. With a fixed cfg.seed and device, the output
-    is the same on every run.
+    ("eos", "stop", "length"; "match" where a constraint allowed nothing but the end) once sample i is done.
+    Under a constraint (cfg.regex, cfg.allow, cfg.ban: constraint.py) only what can still lead to a match is drawn,
+    refused before anything is drawn where nothing can. With a fixed cfg.seed and device, the output is the same on
+    every run.
     """
 
     def __init__(self, model: CharRNN, vocab: Vocab, prime: str, cfg: SampleConfig, device: torch.device | str = "cpu",
@@ -258,7 +279,10 @@ class Sampler:
         self.device = torch.device(device)
         self.ended: dict[int, str] = {}
         self.labels: list[str] | None = None  # each sample's label, once drawn (a labelled model's)
-        self.scans = [StopScan(cfg.stop, cfg.keep_stop) for _ in range(cfg.num_samples)] if cfg.stop else None
+        self.constraint = constraint_for(cfg, vocab, prime, self.device)
+        c = self.constraint
+        self.scans = [StopScan(cfg.stop, cfg.keep_stop, c and c.accepts, c.start if c else 0)
+                      for _ in range(cfg.num_samples)] if cfg.stop else None
 
     def events(self) -> Iterator[tuple]:
         """Yield (sample index, character) as they are drawn, (index, character, p) with_prob (p: the
@@ -284,40 +308,54 @@ class Sampler:
         with torch.inference_mode():
             logits, state = self._start(gen)
         active = list(range(cfg.num_samples))
+        states = None if self.constraint is None else torch.full((len(active),), self.constraint.start, device=self.device)
         for step in range(cfg.length):
             with torch.inference_mode():
-                # A first draw of EOS would make an empty document; the probabilities reported stay the model's.
-                empty = step == 0 and not self.prime
-                ids = next_ids(logits.index_fill(1, torch.tensor([EOS], device=self.device), -math.inf) if empty
-                               else logits, cfg, gen)
+                ids, mask = self._choose(step, logits, gen, states)
                 drawn = ids.tolist()
                 probs = self._probs(logits, ids) if self.with_prob else [None] * len(drawn)
+                if states is not None:
+                    states = self.constraint.advance(states, ids)
+                after = states.tolist() if states is not None and self.scans else [0] * len(drawn)
+                ends = self.constraint.only_end(mask).tolist() if mask is not None and EOS in drawn else [False] * len(drawn)
             keep = []
             for pos, (i, t) in enumerate(zip(active, drawn, strict=False)):
                 if t != EOS and self.scans is None:  # the common case inline: this runs per character and stream
                     yield (i, chars[t - 1], probs[pos]) if self.with_prob else (i, chars[t - 1])
                     keep.append(pos)
-                elif (yield from self._emit(i, None if t == EOS else chars[t - 1], probs[pos])):
+                elif (yield from self._emit(i, None if t == EOS else chars[t - 1], probs[pos], after[pos], ends[pos])):
                     keep.append(pos)
             if not keep:
                 return
             with torch.inference_mode():
                 if len(keep) < len(active):
                     index = torch.tensor(keep, device=self.device)
-                    state = select_state(state, index)
-                    ids = ids.index_select(0, index)
+                    state, ids = select_state(state, index), ids.index_select(0, index)
+                    states = None if states is None else states.index_select(0, index)
                     active = [active[p] for p in keep]
                 logits, state = text_step(self.model, self.vocab, ids, state)
         for i in active:  # cut at the length: what a stop scan held back was no stop
             yield from self._out(i, self.scans[i].flush() if self.scans else [])
             self.ended[i] = "length"
 
+    def _choose(self, step: int, logits: torch.Tensor, gen: torch.Generator, states: torch.Tensor | None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Each stream's draw (B,) from its scores, where no document may be empty and, under a constraint, only among
+        what can still lead to a match in the length left; and then the constraint's mask (B, V), else None."""
+        if step == 0 and not self.prime:  # a first draw of EOS would make an empty document
+            logits = logits.index_fill(1, torch.tensor([EOS], device=self.device), -math.inf)
+        if states is None:
+            return next_ids(logits, self.cfg, gen), None
+        mask = self.constraint.mask(states, self.cfg.length - step)
+        return next_ids(logits + mask, self.cfg, gen), mask
+
     def _probs(self, logits: torch.Tensor, ids: torch.Tensor) -> list[float]:
         return reported_probs(logits, self.cfg).gather(1, ids[:, None])[:, 0].tolist()
 
-    def _emit(self, i: int, ch: str | None, p: float | None) -> Iterator[tuple]:
-        """Events for sample i's drawn character (None: EOS); returns whether the sample goes on."""
-        out, reason = release(self.scans[i] if self.scans else None, ch, p)
+    def _emit(self, i: int, ch: str | None, p: float | None, state: int = 0, only_end: bool = False) -> Iterator[tuple]:
+        """Events for sample i's drawn character (None: EOS; `state`: the constraint's after it; `only_end`: nothing
+        else was allowed); returns whether the sample goes on."""
+        out, reason = release(self.scans[i] if self.scans else None, ch, p, state, only_end)
         yield from self._out(i, out)
         if reason:
             self.ended[i] = reason
