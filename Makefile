@@ -8,7 +8,7 @@ TORCH_CPU ?= torch==2.13.0
 DEMO_TIME ?= 3m
 
 .PHONY: install demo test test-fast test-browser lint bench bench-serve bench-quality bench-labels bench-corpora clean corpora base gpu-check gpu-test gpu-bench gpu-bench-speed gpu-bench-quality gpu-wheels \
-	gpu-dry-run test-torch api-options notebook bench-constraint
+	gpu-dry-run test-torch api-options notebook bench-constraint fuzz
 
 install: $(VENV)/.installed
 
@@ -24,6 +24,11 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# charrnn serve fuzzed from its own /openapi.json by schemathesis with many examples a route (make test runs 5 a route).
+FUZZ_EXAMPLES ?= 200
+fuzz: install
+	CHARRNN_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/test_fuzz.py -s -p no:cacheprovider
 
 # While developing: everything but the slow end-to-end tests (torchrun, crashes, the browser); make test runs all.
 test-fast: install
@@ -45,10 +50,12 @@ bench: install
 	$(BIN)/python benchmarks/bench.py
 	$(BIN)/python benchmarks/finetune_set.py
 	$(BIN)/python benchmarks/serve_bench.py
+	$(BIN)/python benchmarks/serve_limits.py
 	$(BIN)/python benchmarks/constraint_bench.py
 
 bench-serve: install
 	$(BIN)/python benchmarks/serve_bench.py
+	$(BIN)/python benchmarks/serve_limits.py
 
 # --regex, --allow and --ban: constrained sampling's speed against plain, and compiling a pattern (CONSTRAINT.md, ~1 min).
 bench-constraint: install

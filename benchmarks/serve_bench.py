@@ -11,6 +11,12 @@ the streamed JSON lines over loopback. Each figure is characters made per second
 the best of ROUNDS rounds, the four measured in turn within each round (this machine's speed drifts).
 Target: 16 clients together reach at least half of 16-stream in-process sampling. The same 16 requests
 through OpenAI's /v1/completions, streamed, measured in turn: within 15% of /v1/sample's.
+Fairness: 16 clients stream /v1/sample (long samples); half a second in, one client sends a 100,000-character prompt
+(/v1/completions, max_tokens 5) and, just after it, a new small streamed request starts. Measured, against the same
+16 clients without the long prompt, alternately, FAIR_ROUNDS each: the gaps between the 16 clients' successive
+arrivals of characters (p50, p99) and their time to first character; the small request's time to first character; and
+the long prompt's own time, against reading it alone on the idle server. Targets: p99 gap within 3x of its value
+without the long prompt; the small request's first character within 1 s; the long prompt at most 1.5x its time alone.
 Writes benchmarks/SERVE.md and SERVE.json.
 """
 
@@ -37,6 +43,7 @@ from charrnn.writing.config import SampleConfig  # noqa: E402
 from charrnn.writing.sample import Sampler  # noqa: E402
 
 PRIME, LENGTH, CLIENTS, ROUNDS = "ROMEO.", 2000, 16, 5
+FAIR_CLIENTS, FAIR_LENGTH, LONG_PROMPT, FAIR_ROUNDS = 16, 4000, 100_000, 3
 
 
 def in_process(model, vocab, streams: int, seed: int) -> float:
@@ -61,8 +68,9 @@ def bench_model() -> Path:
 class Served:
     """charrnn serve on the benchmark model, in a subprocess on a free loopback port."""
 
-    def __init__(self, ckpt: Path):
-        self.proc = subprocess.Popen([*CHARRNN, "serve", "-c", str(ckpt), "--port", "0"], stderr=subprocess.PIPE, text=True)
+    def __init__(self, ckpt: Path, *args: str):
+        self.proc = subprocess.Popen([*CHARRNN, "serve", "-c", str(ckpt), "--port", "0", *args], stderr=subprocess.PIPE,
+                                     text=True)
         line = self.proc.stderr.readline()
         found = re.search(r"http://([\d.]+):(\d+)/", line)
         if not found:
@@ -103,6 +111,75 @@ class Served:
         self.proc.terminate()
         self.proc.wait(timeout=30)
 
+    def watched(self, seed: int, length: int, arrivals: list, k: int) -> None:
+        """One streamed /v1/sample client: (sent, [time each text record arrived]) into arrivals[k]."""
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=300)
+        sent = time.perf_counter()
+        conn.request("POST", "/v1/sample", json.dumps({"prime": PRIME, "length": length, "seed": seed}))
+        times = []
+        for line in conn.getresponse():
+            if json.loads(line)["type"] == "text":
+                times.append(time.perf_counter())
+        conn.close()
+        arrivals[k] = (sent, times)
+
+    def long_prompt(self, prompt: str, took: list) -> None:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=300)
+        t0 = time.perf_counter()
+        conn.request("POST", "/v1/completions", json.dumps({"prompt": prompt, "max_tokens": 5, "seed": 1}))
+        assert conn.getresponse().status == 200
+        took.append(time.perf_counter() - t0)
+        conn.close()
+
+
+def crowd(server: Served, prompt: str | None, seed: int) -> dict:
+    """16 streaming clients; with `prompt`, the long prompt sent 0.5 s in, and a new small streamed request just after it.
+    Gaps between arrivals (s), the 16 clients' times to first character, the small request's, the prompt's time."""
+    arrivals, small, took = [None] * FAIR_CLIENTS, [None], []
+    clients = [threading.Thread(target=server.watched, args=(seed + k, FAIR_LENGTH, arrivals, k)) for k in range(FAIR_CLIENTS)]
+    for t in clients:
+        t.start()
+    extra = []
+    if prompt is not None:
+        time.sleep(0.5)
+        extra = [threading.Thread(target=server.long_prompt, args=(prompt, took)),
+                 threading.Thread(target=server.watched, args=(seed + 99, 50, small, 0))]
+        for t in extra:
+            t.start()
+            time.sleep(0.05)
+    for t in clients + extra:
+        t.join()
+    gaps = [b - a for _, times in arrivals for a, b in zip(times, times[1:], strict=False)]
+    return {"gaps": gaps, "first": [times[0] - sent for sent, times in arrivals],
+            "small_first": small[0][1][0] - small[0][0] if small[0] else None, "prompt_s": took[0] if took else None}
+
+
+def fairness(server: Served, rounds: int) -> dict:
+    """Without and with the long prompt, alternately; and the prompt alone on the idle server."""
+    prompt = (HERE.parent / "corpora" / "shakespeare.txt").read_text(encoding="utf-8")[:LONG_PROMPT]
+    runs = {"without": [], "with": [], "alone": []}
+    for r in range(rounds):
+        for kind in (("without", "with") if r % 2 == 0 else ("with", "without")):
+            runs[kind].append(crowd(server, prompt if kind == "with" else None, 1000 * (r + 1)))
+        took: list = []
+        server.long_prompt(prompt, took)
+        runs["alone"].append(took[0])
+        print("  fairness round", r + 1, file=sys.stderr)
+
+    def pct(values, q):
+        return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else values[0]
+
+    out = {}
+    for kind in ("without", "with"):
+        gaps = [g for run in runs[kind] for g in run["gaps"]]
+        first = [f for run in runs[kind] for f in run["first"]]
+        out[kind] = {"gap_p50": pct(gaps, 50), "gap_p99": pct(gaps, 99), "first_p50": pct(first, 50),
+                     "first_max": max(first)}
+    out["small_first"] = max(run["small_first"] for run in runs["with"])
+    out["prompt_with"] = statistics.median(run["prompt_s"] for run in runs["with"])
+    out["prompt_alone"] = statistics.median(runs["alone"])
+    return out
+
 
 def measure(rounds: int) -> dict:
     ckpt = bench_model()
@@ -111,6 +188,7 @@ def measure(rounds: int) -> dict:
     try:
         server.rate(1, 0)  # warm both sides up before timing
         in_process(model, vocab, 1, 0)
+        fair = fairness(server, FAIR_ROUNDS)
         runs = {"inproc_1": [], "serve_1": [], "inproc_16": [], "serve_16": [], "openai_16": []}
         for r in range(rounds):
             runs["inproc_1"].append(in_process(model, vocab, 1, r + 1))
@@ -125,7 +203,7 @@ def measure(rounds: int) -> dict:
     best = {k: max(v) for k, v in runs.items()}
     return {**best, "runs": runs, "ratio_16": best["serve_16"] / best["inproc_16"], "ratio_1": best["serve_1"] / best["inproc_1"],
             "ratio_openai": statistics.median(o / s for o, s in zip(runs["openai_16"], runs["serve_16"], strict=True)),
-            "length": LENGTH, "clients": CLIENTS, "rounds": rounds, "machine": machine()}
+            "length": LENGTH, "clients": CLIENTS, "rounds": rounds, "machine": machine(), "fairness": fair}
 
 
 def write(r: dict, md: Path) -> None:
@@ -147,8 +225,32 @@ def write(r: dict, md: Path) -> None:
         f"({r['ratio_16']:.2f}). The clients share the server's batch: each step advances every client's stream at once.",
         f"Target: 16 streamed clients of `/v1/completions` within 15% of `/v1/sample`'s: "
         f"**{'met' if r['ratio_openai'] >= 0.85 else 'NOT met'}** ({r['ratio_openai']:.2f}).",
+        *fairness_lines(r["fairness"]),
     ]
     md.write_text("\n".join(lines) + "\n")
+
+
+def fairness_lines(f: dict) -> list[str]:
+    ms = {k: {m: v * 1000 for m, v in f[k].items()} for k in ("without", "with")}
+    gap_ok, small_ok = ms["with"]["gap_p99"] <= 3 * ms["without"]["gap_p99"], f["small_first"] <= 1.0
+    prompt_ok = f["prompt_with"] <= 1.5 * f["prompt_alone"]
+    return [
+        "", "## A long prompt among streaming clients", "",
+        f"{FAIR_CLIENTS} clients stream `/v1/sample` ({FAIR_LENGTH:,} characters each); half a second in, one client sends a "
+        f"{LONG_PROMPT:,}-character prompt to `/v1/completions` (`max_tokens` 5), and a new small streamed request "
+        f"starts just after it. Without and with the long prompt, alternately, {FAIR_ROUNDS} rounds each (all gaps "
+        "pooled). The engine reads a prompt a piece at a time between its steps (`PRIME_PIECE` characters).", "",
+        "| | gap between arrivals, p50 | p99 | first character, p50 | worst |", "| --- | ---: | ---: | ---: | ---: |",
+        *(f"| {kind} the long prompt | {ms[kind]['gap_p50']:.1f} ms | {ms[kind]['gap_p99']:.1f} ms | "
+          f"{ms[kind]['first_p50']:.1f} ms | {ms[kind]['first_max']:.1f} ms |" for kind in ("without", "with")), "",
+        f"Target: the others' p99 gap within 3x of its value without the long prompt: **{'met' if gap_ok else 'NOT met'}** "
+        f"({ms['with']['gap_p99'] / ms['without']['gap_p99']:.2f}x).",
+        f"Target: a new small request's first character within 1 s: **{'met' if small_ok else 'NOT met'}** "
+        f"({f['small_first'] * 1000:.0f} ms, the worst round).",
+        f"Target: the long prompt at most 1.5x its time alone: **{'met' if prompt_ok else 'NOT met'}** "
+        f"({f['prompt_with']:.2f} s among the clients, {f['prompt_alone']:.2f} s alone: "
+        f"{f['prompt_with'] / f['prompt_alone']:.2f}x; medians).",
+    ]
 
 
 def main() -> None:

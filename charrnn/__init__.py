@@ -20,11 +20,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .errors import CharrnnError
+from .version import __version__
 
 if TYPE_CHECKING:
     from .api import Evaluation, FileScore, Model, Run, Sample, Score, TextStream, load, train
 
-__version__ = "0.1.0"
 
 __all__ = ["CharrnnError", "Evaluation", "FileScore", "Model", "Run", "Sample", "Score", "TextStream", "__version__",
            "load", "train"]

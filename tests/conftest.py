@@ -108,27 +108,45 @@ class Server:
                 return
         raise RuntimeError(f"charrnn serve did not say where it listens: {self.banner}")
 
+    @property
+    def contract(self):
+        """The server's /openapi.json, which every answer the tests get is checked against (openapi_check.py)."""
+        if not hasattr(self, "_contract"):
+            import json
+            import urllib.request
+
+            from openapi_check import Contract
+
+            with urllib.request.urlopen(self.url + "openapi.json", timeout=60) as r:
+                self._contract = Contract(json.loads(r.read()))
+        return self._contract
+
     def post(self, path: str, body, headers: dict | None = None):
-        """(status, parsed JSON or the raw text) of a whole answer."""
+        """(status, parsed JSON or the raw text) of a whole answer, checked against /openapi.json."""
         import http.client
         import json
 
         conn = http.client.HTTPConnection(self.host, int(self.port), timeout=60)
         conn.request("POST", path, body=body if isinstance(body, str | bytes) else json.dumps(body), headers=headers or {})
         resp = conn.getresponse()
-        text = resp.read().decode()
+        raw = resp.read()
         conn.close()
+        self.contract.check("POST", path, resp.status, resp.getheader("content-type", ""), raw)
+        text = raw.decode()
         try:
             return resp.status, json.loads(text)
         except ValueError:
             return resp.status, text
 
     def get(self, path: str):
+        """The parsed JSON (or text) of a GET's answer, checked against /openapi.json."""
         import json
         import urllib.request
 
         with urllib.request.urlopen(self.url.rstrip("/") + path, timeout=60) as r:
-            body = r.read().decode()
+            raw = r.read()
+            self.contract.check("GET", path, r.status, r.headers.get("content-type", ""), raw)
+            body = raw.decode()
             return json.loads(body) if r.headers.get_content_type() == "application/json" else body
 
     def stop(self):
@@ -179,3 +197,29 @@ def page_steps(folder, ids: list[int]) -> list[list[float]]:
     ran = subprocess.run([node, "steps.js"], cwd=folder, capture_output=True, text=True, timeout=120)
     assert ran.returncode == 0, ran.stderr
     return json.loads(ran.stdout)
+
+
+def openai_client(server):
+    """The official openai package's client for `server`, every answer checked against /openapi.json on its way in
+    (openapi_check.py): a streamed one is read whole first, then handed on."""
+    import openai
+
+    try:  # the HTTP library the openai package is built on: httpx2 in its newer releases, httpx before
+        import httpx2 as httpx
+    except ImportError:
+        import httpx
+
+    class Checked(httpx.BaseTransport):
+        def __init__(self):
+            self.inner = httpx.HTTPTransport()
+
+        def handle_request(self, request):
+            response = self.inner.handle_request(request)
+            body = response.read()
+            server.contract.check(request.method, request.url.path, response.status_code,
+                                  response.headers.get("content-type", ""), body)
+            headers = [(k, v) for k, v in response.headers.items() if k not in ("content-length", "transfer-encoding")]
+            return httpx.Response(response.status_code, headers=headers, content=body, request=request)
+
+    return openai.OpenAI(base_url=server.url + "v1", api_key="not-needed", max_retries=0, timeout=60,
+                         http_client=httpx.Client(transport=Checked(), timeout=60))

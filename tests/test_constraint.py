@@ -8,6 +8,7 @@ import re
 
 import pytest
 import torch
+from conftest import openai_client
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from inprocess import invoke
@@ -191,7 +192,7 @@ def test_the_engine_keeps_each_requests_constraint_in_a_shared_batch(names_run):
 
 def test_the_openai_client_sends_regex_in_extra_body(server):
     openai = pytest.importorskip("openai")
-    client = openai.OpenAI(base_url=server.url + "v1", api_key="x", max_retries=0, timeout=60)
+    client = openai_client(server)
     r = client.completions.create(model="x", prompt="ROMEO:", max_tokens=40, n=3, seed=2,
                                   extra_body={"regex": "[A-Z][a-z]+( [a-z]+)*\\."})
     assert all(re.fullmatch("[A-Z][a-z]+( [a-z]+)*\\.", c.text) for c in r.choices), [c.text for c in r.choices]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import test_page
 import torch
-from conftest import Server
+from conftest import Server, openai_client
 from inprocess import invoke as run
 from test_page import browser  # noqa: F401, F811 (a fixture)
 from test_serve import stream
@@ -294,7 +294,7 @@ def test_serve_takes_a_label_and_writes_what_sample_writes(kinds_server, kinds_r
 
 def test_openai_completions_take_a_label_in_extra_body(kinds_server, kinds_run):
     openai = pytest.importorskip("openai", reason="the openai package is not installed (pip install -e '.[dev]')")
-    client = openai.OpenAI(base_url=kinds_server.url + "v1", api_key="not-needed", max_retries=0, timeout=60)
+    client = openai_client(kinds_server)
     r = client.completions.create(model="x", prompt="", n=3, max_tokens=10, seed=4, extra_body={"label": "digits"})
     local = run("sample", "-c", kinds_run, "-n", "3", "-l", "10", "--seed", "4", "--label", "digits", "--json", "-q",
                 cwd=kinds_run)

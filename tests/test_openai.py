@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import openai_client
 from test_serve import expected
 
 openai = pytest.importorskip("openai", reason="the openai package is not installed (pip install -e '.[dev]')")
@@ -15,7 +16,7 @@ openai = pytest.importorskip("openai", reason="the openai package is not install
 
 @pytest.fixture(scope="module")
 def client(server):
-    return openai.OpenAI(base_url=server.url + "v1", api_key="not-needed", max_retries=0, timeout=60)
+    return openai_client(server)
 
 
 def test_the_served_model_is_listed_by_its_run_name(client, trained_run):

@@ -36,11 +36,14 @@ def stream(server, body, headers=None):
     conn.request("POST", "/v1/sample", body=json.dumps(body), headers=headers or {})
     resp = conn.getresponse()
     assert resp.status == 200, resp.read()
+    lines = []
     try:
         for line in resp:
+            lines.append(line)
             yield time.perf_counter() - sent, json.loads(line)
     finally:
         conn.close()
+    server.contract.check("POST", "/v1/sample", resp.status, resp.getheader("content-type"), b"".join(lines))
 
 
 def test_listens_on_loopback_by_default(server):
@@ -360,3 +363,27 @@ def test_bad_serve_flags_are_one_line_and_exit_2(trained_run, args, message):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stdout == "" and message in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_openapi_json_describes_every_route_the_server_has(server, trained_run):
+    from charrnn.api.model import load
+    from charrnn.serve.config import ServeConfig
+    from charrnn.serve.server import Service, build_app
+
+    document = server.get("/openapi.json")
+    assert document["openapi"].startswith("3.1") and document["info"]["title"] == f"charrnn serve: {trained_run.name}"
+    routes = {(r.path, m.lower()) for r in build_app(Service(load(trained_run, device="cpu"), ServeConfig())).routes
+              for m in r.methods - {"HEAD"}}
+    documented = {(path, method) for path, operations in document["paths"].items() for method in operations}
+    assert routes == documented
+    assert document["paths"]["/v1/sample"]["post"]["requestBody"]["content"]["application/json"]["schema"][
+        "properties"]["n"]["maximum"] == 6  # the server's --max-batch
+
+
+def test_the_contract_every_answer_is_checked_against_can_fail(server):
+    with pytest.raises(AssertionError, match="required"):
+        server.contract.check("POST", "/v1/sample", 200, "application/json", b'{"type": "done", "seed": 1}')
+    with pytest.raises(AssertionError, match="does not list"):
+        server.contract.check("POST", "/v1/score", 418, "application/json", b"{}")
+    with pytest.raises(AssertionError, match="is not valid under any of the given schemas"):
+        server.contract.check("POST", "/v1/sample", 200, "application/x-ndjson", b'{"type": "text", "i": "0", "text": ""}')

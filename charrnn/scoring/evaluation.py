@@ -11,6 +11,7 @@ from ..errors import UsageError
 from ..model.heads import IGNORE
 from ..model.network import CharRNN
 from ..model.runtime import to_device
+from ..pieces import Pieces, finish
 from ..text.data import EOS, Vocab, describe_chars, describe_labels, document_stream, split_text
 from .metrics import Loss
 
@@ -84,7 +85,7 @@ def score_documents(model: CharRNN, vocab: Vocab, docs: list[str], device: torch
     scored); without a label, whatever its kind: -log of the sum over labels of P(label) P(document | label).
     """
     if label is not None or not vocab.labels:
-        return _score(model, vocab, docs, device, batch, None if label is None else vocab.label_id(label), False)
+        return finish(_score(model, vocab, docs, device, batch, None if label is None else vocab.label_id(label), False))
     return [None if kind is None else kind[0] for kind in score_kinds(model, vocab, docs, device, batch)]
 
 
@@ -92,8 +93,12 @@ def score_kinds(model: CharRNN, vocab: Vocab, docs: list[str], device: torch.dev
                 batch: int = 256) -> list[tuple[Loss, str, float] | None]:
     """A labelled model's view of each document: its loss whatever its kind (score_documents without a label), its
     likeliest label, and that label's probability given the document. None where a character is unknown."""
+    return finish(_kinds(model, vocab, docs, device, batch))
+
+
+def _kinds(model: CharRNN, vocab: Vocab, docs: list[str], device, batch: int) -> Pieces[list]:
     out = []
-    for doc, nats in zip(docs, label_nats(model, vocab, docs, device, batch), strict=True):
+    for doc, nats in zip(docs, (yield from _label_nats(model, vocab, docs, device, batch)), strict=True):
         if nats is None:
             out.append(None)
             continue
@@ -108,36 +113,59 @@ def label_nats(model: CharRNN, vocab: Vocab, docs: list[str], device: torch.devi
                batch: int = 256) -> list[list[float] | None]:
     """For each document, -log P(label, document) under each of the model's labels (in vocab.labels' order):
     the label drawn after EOS, then the document as one of its kind. None where a character is unknown."""
-    per_label = [_score(model, vocab, docs, device, batch, vocab.label_id(name), True) for name in vocab.labels]
+    return finish(_label_nats(model, vocab, docs, device, batch))
+
+
+def _label_nats(model: CharRNN, vocab: Vocab, docs: list[str], device, batch: int) -> Pieces[list]:
+    per_label = []
+    for name in vocab.labels:
+        per_label.append((yield from _score(model, vocab, docs, device, batch, vocab.label_id(name), True)))
     return [None if losses[0] is None else [loss.nll for loss in losses] for losses in zip(*per_label, strict=True)]
 
 
-@torch.no_grad()
+SCORE_CELLS = 4096  # rows x positions a pass of document scoring reads: a piece serve's other streams may wait
+
+
 def _score(model: CharRNN, vocab: Vocab, docs: list[str], device, batch: int, head: int | None,
-           score_head: bool) -> list[Loss | None]:
+           score_head: bool) -> Pieces[list[Loss | None]]:
     """Each document as a row (EOS, `head` when given, its ids; targets: `head` if score_head, its ids, EOS) of padded
-    batches, shortest with shortest; the Loss counts the characters and EOS."""
+    batches, shortest with shortest, read a piece at a time (SCORE_CELLS, the state carried: it yields between
+    pieces); the Loss counts the characters and EOS."""
     out: list[Loss | None] = [None] * len(docs)
     known = sorted((i for i, d in enumerate(docs) if not vocab.missing(d)), key=lambda i: len(docs[i]))
     lead = 0 if head is None else 1
     model.eval()
     for start in range(0, len(known), batch):
         idx = known[start : start + batch]
-        width = len(docs[idx[-1]]) + 1 + lead
-        x = torch.zeros(len(idx), width, dtype=torch.long)  # x[row, 0] is EOS
-        y = torch.full((len(idx), width), IGNORE, dtype=torch.long)
-        for row, i in enumerate(idx):
-            ids = torch.as_tensor(vocab.encode(docs[i]))
-            if head is not None:
-                x[row, 1] = head
-                y[row, 0] = head if score_head else IGNORE
-            x[row, 1 + lead : len(ids) + 1 + lead] = ids
-            y[row, lead : len(ids) + lead] = ids
-            y[row, len(ids) + lead] = EOS
-        nll = model(x.to(device), None, y.to(device))[0].sum(1)
+        x, y = _rows([docs[i] for i in idx], vocab, head, score_head, lead)
+        window, state = max(1, SCORE_CELLS // len(idx)), None
+        nll = torch.zeros(len(idx), dtype=torch.float64, device=device)
+        for at in range(0, x.shape[1], window):
+            if start or at:
+                yield
+            with torch.no_grad():
+                part, state = model(x[:, at : at + window].to(device), state, y[:, at : at + window].to(device))
+            nll += part.sum(1)
         for row, i in enumerate(idx):
             out[i] = Loss(float(nll[row]), len(docs[i]) + 1)
     return out
+
+
+def _rows(docs: list[str], vocab: Vocab, head: int | None, score_head: bool, lead: int
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Documents as padded rows of inputs x and targets y (IGNORE where there is nothing to score)."""
+    width = max(len(d) for d in docs) + 1 + lead
+    x = torch.zeros(len(docs), width, dtype=torch.long)  # x[row, 0] is EOS
+    y = torch.full((len(docs), width), IGNORE, dtype=torch.long)
+    for row, doc in enumerate(docs):
+        ids = torch.as_tensor(vocab.encode(doc))
+        if head is not None:
+            x[row, 1] = head
+            y[row, 0] = head if score_head else IGNORE
+        x[row, 1 + lead : len(ids) + 1 + lead] = ids
+        y[row, lead : len(ids) + lead] = ids
+        y[row, len(ids) + lead] = EOS
+    return x, y
 
 
 def files_as_streams(texts: list[tuple[str, str]], vocab: Vocab, lines: bool,
@@ -199,7 +227,14 @@ def scores_and_kinds(model: CharRNN, vocab: Vocab, docs: list[str], device: torc
     """Each document's loss (score_documents) and, for a labelled model without `label`, its likeliest kind (label, its
     probability given the document; score_kinds), else None. An unknown label is refused before any scoring
     (UsageError, from score_documents)."""
+    return finish(scoring(model, vocab, docs, device, label))
+
+
+def scoring(model: CharRNN, vocab: Vocab, docs: list[str], device: torch.device | str = "cpu",
+            label: str | None = None) -> Pieces[tuple[list[Loss | None], list[tuple[str, float] | None]]]:
+    """scores_and_kinds(), a piece at a time: it yields between pieces (serve's engine steps its streams meanwhile)."""
     if vocab.labels and label is None:
-        found = score_kinds(model, vocab, docs, device)
+        found = yield from _kinds(model, vocab, docs, device, 256)
         return [f and f[0] for f in found], [f and f[1:] for f in found]
-    return score_documents(model, vocab, docs, device, label=label), [None] * len(docs)
+    head = None if label is None else vocab.label_id(label)  # an unknown label: refused before any scoring
+    return (yield from _score(model, vocab, docs, device, 256, head, False)), [None] * len(docs)

@@ -1,7 +1,10 @@
 """Generation for many clients at once (charrnn serve): one batch of streams that requests join and leave.
 
-A request is a Job: a prime, a SampleConfig whose seed is fixed, and num_samples samples. It is
-primed on its own, then its streams join the running batch. Each step advances every stream with one
+A request is a Job: a prime, a SampleConfig whose seed is fixed, and num_samples samples. Its prime is
+read a piece at a time (writing/sample.reading: PRIME_PIECE characters), one piece between two steps of the
+batch, in turn with the other work the engine has (other primes, texts being scored: Work), so a
+100,000-character prime makes nobody else's stream wait longer than a piece; then its streams join the
+running batch. Each step advances every stream with one
 model.step and draws each request's characters with numbers from its own generator, so a seeded
 request gives the same text alone, beside other requests, and from `charrnn sample` with the same
 settings. Characters go to the job's buffer, which the HTTP side drains; a job whose client went
@@ -19,15 +22,20 @@ import asyncio
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import torch
 
 from ..model.network import CharRNN, cat_states, select_state
+from ..pieces import Pieces
 from ..text.data import EOS, Vocab
 from ..writing.config import SampleConfig
 from ..writing.constraint import Constraint, constraint_for
-from ..writing.sample import StopScan, next_ids, release, reported_probs, start, text_step
+from ..writing.sample import StopScan, next_ids, reading, release, reported_probs, text_step
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -55,7 +63,7 @@ class Job:
     cfg.seed must be set. top: how many alternatives to report per character (0: no probabilities).
     """
 
-    def __init__(self, prime: str, cfg: SampleConfig, top: int = 0):
+    def __init__(self, prime: str, cfg: SampleConfig, top: int = 0, timeout: float = math.inf):
         assert cfg.seed is not None, "the server resolves the seed before making a job"
         self.prime, self.cfg, self.top, self.n = prime, cfg, top, cfg.num_samples
         # The draw rule alone (no seed, length, stops or constraint): requests that share it are drawn as one group.
@@ -70,6 +78,8 @@ class Job:
         self.generator: torch.Generator | None = None  # made on the engine's device at admission
         self.cancelled, self.error = False, None
         self.started = time.perf_counter()
+        self.deadline = self.started + timeout  # serve's --request-timeout: samples still running then end ("time")
+        self.status = 500  # the HTTP status of `error` for an answer not yet begun
         self._new: dict[int, list] = {}
         self._ends: list[End] = []
         self._ready = asyncio.Event()
@@ -83,8 +93,8 @@ class Job:
         self.cancelled = True
         self._ready.set()
 
-    def fail(self, message: str) -> None:
-        self.error = message
+    def fail(self, message: str, status: int = 500) -> None:
+        self.error, self.status = message, status
         self._ready.set()
 
     def admitted(self, vocab: Vocab, device: torch.device) -> None:
@@ -95,14 +105,15 @@ class Job:
         if cfg.stop:
             self.scans = [StopScan(cfg.stop, cfg.keep_stop, c and c.accepts, c.start if c else 0) for _ in range(self.n)]
 
-    def take(self, i: int, ch: str | None, info, last: bool, state: int = 0, only_end: bool = False) -> bool:
-        """Sample i's drawn character (None: EOS) with its (probability, alternatives) or None; `last`:
-        the length is reached; `state`, `only_end`: its constraint's state after it, and whether nothing but the end
-        was allowed. Returns whether the sample goes on."""
+    def take(self, i: int, ch: str | None, info, last: str | None, state: int = 0, only_end: bool = False) -> bool:
+        """Sample i's drawn character (None: EOS) with its (probability, alternatives) or None; `last`: why it must end
+        after this character if it does not end by itself ("length", or "time" at the request's deadline); `state`,
+        `only_end`: its constraint's state after it, and whether nothing but the end was allowed. Returns whether the
+        sample goes on."""
         scan = self.scans[i] if self.scans else None
         out, reason = release(scan, ch, info, state, only_end)
         if reason is None and last:
-            out, reason = out + (scan.flush() if scan else []), "length"
+            out, reason = out + (scan.flush() if scan else []), last
         if out:
             self.texts[i].extend(c for c, _ in out)
             self._new.setdefault(i, []).extend(out)
@@ -157,8 +168,11 @@ class Engine:
         self.model, self.vocab, self.device = model, vocab, torch.device(device)
         self.max_batch, self.slice_s = max_batch, slice_s
         self.queue: deque[Job] = deque()
+        self.works: deque[Work] = deque()  # done a piece between two steps: primes being read, texts being scored
+        self.reading: list[Job] = []  # jobs whose prime is being read (their rows count against max_batch)
         self.rows: list[tuple[Job, int]] = []  # (job, sample index) per stream; a job's streams are adjacent
         self.spans: list[tuple[Job, int, int]] = []  # (job, first row, end row)
+        self.groups: dict[SampleConfig, list[tuple[Job, int, int]]] = {}  # the spans by draw rule (_respan)
         self.counts: list[int] = []  # characters drawn per stream
         self.logits: torch.Tensor | None = None  # (rows, V): each stream's next draw
         self.state = None
@@ -171,29 +185,48 @@ class Engine:
         self.queue.append(job)
         self._work.set()
 
+    def waiting(self) -> int:
+        """Requests waiting for room in the batch (serve refuses new ones past --max-queue)."""
+        return sum(not j.cancelled for j in self.queue)
+
+    def piecewise(self, pieces: Pieces[T]) -> asyncio.Future[T]:
+        """Run a piecewise computation (scoring texts, say) a piece between two steps of the streams; its result."""
+        future = asyncio.get_running_loop().create_future()
+        self.works.append(Work(pieces, lambda value: future.done() or future.set_result(value),
+                               lambda e: future.done() or future.set_exception(e), future.cancelled))
+        self._work.set()
+        return future
+
     def load(self) -> dict:
         return {"active_samples": len(self.rows), "queued_requests": sum(not j.cancelled for j in self.queue),
+                "reading_requests": len(self.reading),
                 "max_batch": self.max_batch, "characters_made": self.made}
 
     async def run(self) -> None:
         """Advance the batch while there is work, yielding to the event loop after each slice."""
         while True:
-            if not self.rows and not self.queue:
+            if not self.busy:
                 self._work.clear()
                 await self._work.wait()
             deadline = time.perf_counter() + self.slice_s
             try:
-                while (self.rows or self.queue) and time.perf_counter() < deadline:
+                while self.busy and time.perf_counter() < deadline:
                     self.advance()
             except Exception as e:  # a failed step fails the requests in it, not the server
                 self._fail_all(f"internal error: {type(e).__name__}: {e}")
             await asyncio.sleep(0)
 
+    @property
+    def busy(self) -> bool:
+        return bool(self.rows or self.queue or self.works)
+
     def advance(self) -> None:
-        """One step of every stream: admit waiting requests, draw, hand the characters out, drop
-        finished streams, and run the model on what was drawn."""
+        """One step of every stream: admit waiting requests, do one piece of other work (a prime being read, texts
+        being scored: so no stream waits longer than a piece for another request's long text), draw, hand the
+        characters out, drop finished streams, and run the model on what was drawn."""
         with torch.inference_mode():
             self._admit()
+            self._piece()
             if not self.rows:
                 return
             ids = self._draw()
@@ -204,27 +237,68 @@ class Engine:
             self._keep(keep, ids)
 
     def _admit(self) -> None:
-        admitted = False
-        while self.queue and (self.queue[0].cancelled or len(self.rows) + self.queue[0].n <= self.max_batch):
+        """Start reading the primes of the waiting requests that fit in max_batch streams, in order."""
+        now = time.perf_counter()
+        while self.queue and (self.queue[0].cancelled or self.queue[0].deadline <= now
+                              or self._rows_taken() + self.queue[0].n <= self.max_batch):
             job = self.queue.popleft()
             if job.cancelled:
                 continue
+            if job.deadline <= now:
+                job.fail("the request waited its whole --request-timeout for room in the batch: the server is busy; "
+                         "retry later", 503)
+                continue
             try:
                 job.admitted(self.vocab, self.device)
-                logits, state, job.labels = start(self.model, self.vocab, job.prime, job.n, self.device, job.cfg.label,
-                                                  job.generator, job.cfg.greedy)
-            except Exception as e:  # out of memory, say: this request fails, the others go on
+                pieces = reading(self.model, self.vocab, job.prime, job.n, self.device, job.cfg.label, job.generator,
+                                 job.cfg.greedy)
+            except Exception as e:  # this request fails, the others go on
                 job.fail(f"internal error: {type(e).__name__}: {e}")
                 continue
-            self.fresh = self.fresh or not job.prime
-            self.logits = logits if self.logits is None else torch.cat([self.logits, logits])
-            self.state = state if self.state is None else cat_states([self.state, state])
-            self.rows += [(job, i) for i in range(job.n)]
-            self.counts += [0] * job.n
-            self.constrained.join(job, self.device)
-            admitted = True
-        if admitted:
-            self._respan()
+            self.reading.append(job)
+            self.works.append(Work(pieces, lambda read, job=job: self._join(job, read),
+                                   lambda e, job=job: self._drop(job, f"internal error: {type(e).__name__}: {e}"),
+                                   lambda job=job: job.cancelled and self._drop(job)))
+
+    def _rows_taken(self) -> int:
+        return len(self.rows) + sum(job.n for job in self.reading)
+
+    def _piece(self) -> None:
+        """One piece of the next work in turn, round robin, so that a short one is not kept behind a long one."""
+        while self.works and self.works[0].cancelled():
+            self.works.popleft()
+        if not self.works:
+            return
+        work = self.works.popleft()
+        try:
+            next(work.pieces)
+        except StopIteration as done:
+            work.done(done.value)
+            return
+        except Exception as e:  # out of memory, say: this work fails, the others go on
+            work.failed(e)
+            return
+        self.works.append(work)
+
+    def _drop(self, job: Job, error: str | None = None) -> bool:
+        """A job whose prime was being read leaves (failed with `error`, or cancelled)."""
+        if job in self.reading:
+            self.reading.remove(job)
+        if error:
+            job.fail(error)
+        return True
+
+    def _join(self, job: Job, read: tuple) -> None:
+        """A job whose prime is read joins the batch: its streams' scores, state and labels."""
+        self.reading.remove(job)
+        logits, state, job.labels = read
+        self.fresh = self.fresh or not job.prime
+        self.logits = logits if self.logits is None else torch.cat([self.logits, logits])
+        self.state = state if self.state is None else cat_states([self.state, state])
+        self.rows += [(job, i) for i in range(job.n)]
+        self.counts += [0] * job.n
+        self.constrained.join(job, self.device)
+        self._respan()
 
     def _respan(self) -> None:
         spans, first = [], 0
@@ -233,6 +307,9 @@ class Engine:
                 spans.append((self.rows[first][0], first, pos))
                 first = pos
         self.spans = spans
+        self.groups = {}  # made once per change of the batch, not once a step
+        for span in spans:
+            self.groups.setdefault(span[0].rule, []).append(span)
 
     def _draw(self) -> torch.Tensor:
         """ids (rows,): each job's streams drawn by its rule with numbers from its own generator."""
@@ -243,9 +320,7 @@ class Engine:
                 if not job.prime and self.counts[a] == 0:
                     logits[a:b, EOS] = -math.inf
         logits = self.constrained.mask(logits, self.spans, self.counts)
-        groups: dict[SampleConfig, list[tuple[Job, int, int]]] = {}
-        for span in self.spans:
-            groups.setdefault(span[0].rule, []).append(span)
+        groups = self.groups
         if len(groups) == 1:
             ((rule, spans),) = groups.items()
             return next_ids(logits, rule, None, self._uniforms(rule, spans))
@@ -279,13 +354,14 @@ class Engine:
     def _hand_out(self, drawn: list[int], info: dict[int, tuple], after: dict[int, tuple[int, bool]]) -> list[int]:
         """Give each stream's character to its job (`after`: a constrained row's state after it, and whether nothing
         but the end was allowed); returns the rows that go on."""
-        chars, keep = self.vocab.chars, []
+        chars, keep, now = self.vocab.chars, [], time.perf_counter()
         for pos, ((job, i), t) in enumerate(zip(self.rows, drawn, strict=True)):
             if job.cancelled:
                 continue
             self.counts[pos] += 1
-            if job.take(i, chars[t - 1] if t != EOS else None, info.get(pos), self.counts[pos] >= job.cfg.length,
-                        *after.get(pos, (0, False))):
+            last = "length" if self.counts[pos] >= job.cfg.length else "time" if now >= job.deadline else None
+            constraint = after[pos] if after and pos in after else ()
+            if job.take(i, chars[t - 1] if t != EOS else None, info.get(pos), last, *constraint):
                 keep.append(pos)
         self.made += len(drawn)
         self.fresh = False
@@ -306,9 +382,12 @@ class Engine:
 
     def close(self, message: str) -> None:
         """End every request, running or waiting, with `message` (the server is stopping)."""
-        for job in self.queue:
+        for job in [*self.queue, *self.reading]:
             job.fail(message)
+        for work in self.works:
+            work.failed(RuntimeError(message))
         self.queue.clear()
+        self.reading, self.works = [], deque()
         self._fail_all(message)
 
     def _fail_all(self, message: str) -> None:
@@ -316,6 +395,17 @@ class Engine:
             job.fail(message)
         self.rows, self.counts, self.spans, self.logits, self.state = [], [], [], None, None
         self.constrained = Constrained()
+
+
+@dataclass
+class Work:
+    """What the engine does a piece at a time between steps: `pieces` (pieces.Pieces), then done(its result), or
+    failed(the exception); cancelled() says it is no longer wanted."""
+
+    pieces: Pieces
+    done: Callable[[object], object]
+    failed: Callable[[Exception], object]
+    cancelled: Callable[[], bool]
 
 
 class Constrained:

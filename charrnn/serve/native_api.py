@@ -22,7 +22,7 @@ from .engine import End, Job, Text
 
 MAX_LENGTH = 1_000_000  # new characters per sample a request may ask for
 MAX_CHARACTERS = 10_000_000  # n x length: what one request's answer may hold
-MAX_PRIME = 100_000  # characters of prime: read while every other stream waits
+MAX_PRIME = 100_000  # characters of prime: read a piece at a time between the other streams' steps (engine.py)
 MAX_TOP = 20  # alternatives per character
 MAX_SCORE_CHARS = 2_000_000  # characters of text one score request may send
 MAX_BEAM = 64  # beams of a beam search: each step weighs beam x vocabulary candidates
@@ -40,11 +40,13 @@ class RequestError(UsageError):
 
 
 class Field:
-    """One JSON field of a request: its default, what it must be, and how to check a value (check
-    returns the value to use or raises RequestError naming the field)."""
+    """One JSON field of a request: its default, what it must be (`kind`, in words, for messages; `schema`, the JSON
+    Schema of a value, for /openapi.json, with the ranges the server checks), and how to check a value (check returns
+    the value to use or raises RequestError naming the field). optional: null is a value too (the default)."""
 
-    def __init__(self, default, kind: str, check: Callable | None = None, optional: bool = False):
-        self.default, self.kind, self._check, self.optional = default, kind, check, optional
+    def __init__(self, default, kind: str, check: Callable | None = None, optional: bool = False,
+                 schema: dict | None = None):
+        self.default, self.kind, self._check, self.optional, self.schema = default, kind, check, optional, schema or {}
 
     def read(self, name: str, value):
         if value is None and self.optional:
@@ -67,25 +69,39 @@ def _strings(v) -> bool:
     return isinstance(v, list) and all(isinstance(s, str) for s in v)
 
 
+INTEGER, NUMBER, BOOLEAN, STRING = {"type": "integer"}, {"type": "number"}, {"type": "boolean"}, {"type": "string"}
+
+
+def one_or_many(min_length: int = 0) -> dict:
+    """The schema of one string or a list of them (stop, ban)."""
+    one = {"type": "string", "minLength": min_length} if min_length else STRING
+    return {"anyOf": [one, {"type": "array", "items": one}]}
+
+
 SAMPLE_FIELDS: dict[str, Field] = {
-    "prime": Field("", "a string", lambda v: isinstance(v, str)),
-    "length": Field(500, "an integer", _int),
-    "temperature": Field(1.0, "a number", _number),
-    "top_k": Field(None, "an integer", _int, optional=True),
-    "top_p": Field(None, "a number", _number, optional=True),
-    "greedy": Field(False, "true or false", lambda v: isinstance(v, bool)),
-    "seed": Field(None, "an integer from 0 to 2**63 - 1", lambda v: _int(v) and 0 <= v < 2**63, optional=True),
-    "n": Field(1, "an integer", _int),
-    "stop": Field([], "a string or a list of strings", lambda v: isinstance(v, str) or _strings(v)),
-    "keep_stop": Field(False, "true or false", lambda v: isinstance(v, bool)),
-    "skip_unknown": Field(False, "true or false", lambda v: isinstance(v, bool)),
-    "top": Field(0, f"an integer from 0 to {MAX_TOP}", lambda v: _int(v) and 0 <= v <= MAX_TOP),
-    "stream": Field(True, "true or false", lambda v: isinstance(v, bool)),
-    "beam": Field(None, f"an integer from 1 to {MAX_BEAM}", lambda v: _int(v) and 1 <= v <= MAX_BEAM, optional=True),
-    "label": Field(None, "a string (one of /v1/info's labels)", lambda v: isinstance(v, str), optional=True),
-    "regex": Field(None, "a string (a regular expression)", lambda v: isinstance(v, str), optional=True),
-    "allow": Field(None, "a string (a class of characters such as a-z)", lambda v: isinstance(v, str), optional=True),
-    "ban": Field([], "a string or a list of strings", lambda v: isinstance(v, str) or _strings(v)),
+    "prime": Field("", "a string", lambda v: isinstance(v, str), schema={"type": "string", "maxLength": MAX_PRIME}),
+    "length": Field(500, "an integer", _int, schema={**INTEGER, "minimum": 1, "maximum": MAX_LENGTH}),
+    "temperature": Field(1.0, "a number", _number, schema={**NUMBER, "exclusiveMinimum": 0}),
+    "top_k": Field(None, "an integer", _int, optional=True, schema={**INTEGER, "minimum": 1}),
+    "top_p": Field(None, "a number", _number, optional=True, schema={**NUMBER, "exclusiveMinimum": 0, "maximum": 1}),
+    "greedy": Field(False, "true or false", lambda v: isinstance(v, bool), schema=BOOLEAN),
+    "seed": Field(None, "an integer from 0 to 2**63 - 1", lambda v: _int(v) and 0 <= v < 2**63, optional=True,
+                  schema={**INTEGER, "minimum": 0, "maximum": 2**63 - 1}),
+    "n": Field(1, "an integer", _int, schema={**INTEGER, "minimum": 1}),  # at most the server's --max-batch
+    "stop": Field([], "a string or a list of strings", lambda v: isinstance(v, str) or _strings(v), schema=one_or_many(1)),
+    "keep_stop": Field(False, "true or false", lambda v: isinstance(v, bool), schema=BOOLEAN),
+    "skip_unknown": Field(False, "true or false", lambda v: isinstance(v, bool), schema=BOOLEAN),
+    "top": Field(0, f"an integer from 0 to {MAX_TOP}", lambda v: _int(v) and 0 <= v <= MAX_TOP,
+                 schema={**INTEGER, "minimum": 0, "maximum": MAX_TOP}),
+    "stream": Field(True, "true or false", lambda v: isinstance(v, bool), schema=BOOLEAN),
+    "beam": Field(None, f"an integer from 1 to {MAX_BEAM}", lambda v: _int(v) and 1 <= v <= MAX_BEAM, optional=True,
+                  schema={**INTEGER, "minimum": 1, "maximum": MAX_BEAM}),
+    "label": Field(None, "a string (one of /v1/info's labels)", lambda v: isinstance(v, str), optional=True,
+                   schema=STRING),
+    "regex": Field(None, "a string (a regular expression)", lambda v: isinstance(v, str), optional=True, schema=STRING),
+    "allow": Field(None, "a string (a class of characters such as a-z)", lambda v: isinstance(v, str), optional=True,
+                   schema=STRING),
+    "ban": Field([], "a string or a list of strings", lambda v: isinstance(v, str) or _strings(v), schema=one_or_many(1)),
 }
 LISTS = ("stop", "ban")  # fields that take one string or several: SampleConfig holds a tuple
 CONFIG_NAMES = {"n": "num_samples"}  # JSON field -> SampleConfig field where they differ
@@ -116,8 +132,8 @@ class SampleRequest:
     top: int
     stream: bool
 
-    def job(self) -> Job:
-        return Job(self.prime, self.cfg, self.top)
+    def job(self, timeout: float) -> Job:
+        return Job(self.prime, self.cfg, self.top, timeout)
 
 
 def sample_request(body: bytes, vocab: Vocab, max_batch: int, seed: Callable[[int | None], int]) -> SampleRequest:
@@ -164,11 +180,14 @@ def checked_prime(text: str, vocab: Vocab, name: str, skip_unknown: bool = False
         raise RequestError(str(e), name) from None
 
 
+SCORE_FIELDS = {"texts": Field(None, "a non-empty list of strings", lambda v: _strings(v) and len(v) > 0,
+                                schema={"type": "array", "items": STRING, "minItems": 1}),
+                "label": SAMPLE_FIELDS["label"]}
+
+
 def score_texts(body: bytes, vocab: Vocab) -> tuple[list[str], str | None]:
     """POST /v1/score's body -> the texts to score (each a document), and the label to score them as (or None)."""
-    v = read_fields(read_object(body, '{"texts": ["ROMEO.", "Juliet"]}'),
-                    {"texts": Field(None, "a non-empty list of strings", lambda v: _strings(v) and len(v) > 0),
-                     "label": SAMPLE_FIELDS["label"]})
+    v = read_fields(read_object(body, '{"texts": ["ROMEO.", "Juliet"]}'), SCORE_FIELDS)
     if v["texts"] is None:
         raise RequestError('texts is missing: send {"texts": ["some text", ...]}', "texts")
     size = sum(map(len, v["texts"]))

@@ -21,8 +21,13 @@ from ..text.data import Vocab
 from ..writing.config import SampleConfig
 from .engine import End, Job, Text
 from .native_api import (
+    BOOLEAN,
+    INTEGER,
+    MAX_LENGTH,
     MAX_TOP,
+    NUMBER,
     SAMPLE_FIELDS,
+    STRING,
     Field,
     RequestError,
     _int,
@@ -32,12 +37,13 @@ from .native_api import (
     checked_constraint,
     checked_label,
     checked_prime,
+    one_or_many,
     read_object,
 )
 
 
-def _optional(kind: str, check: Callable) -> Field:
-    return Field(None, kind, check, optional=True)
+def _optional(kind: str, check: Callable, schema: dict) -> Field:
+    return Field(None, kind, check, optional=True, schema=schema)
 
 
 def _stop(v) -> bool:
@@ -45,34 +51,42 @@ def _stop(v) -> bool:
 
 
 COMMON_FIELDS: dict[str, Field] = {
-    "model": _optional("a string", lambda v: isinstance(v, str)),  # any name: the one model is served
-    "max_tokens": _optional("an integer", _int),
-    "temperature": _optional("a number from 0 to 2", lambda v: _number(v) and 0 <= v <= 2),
-    "top_p": _optional("a number", _number),
-    "n": _optional("an integer", _int),
-    "stop": _optional("a string or a list of strings", _stop),
-    "seed": _optional("an integer", lambda v: _int(v) and 0 <= v < 2**63),
-    "stream": _optional("true or false", lambda v: isinstance(v, bool)),
-    "stream_options": _optional("an object", lambda v: isinstance(v, dict)),
-    "user": _optional("a string", lambda v: isinstance(v, str)),
+    "model": _optional("a string", lambda v: isinstance(v, str), STRING),  # any name: the one model is served
+    "max_tokens": _optional("an integer", _int, {**INTEGER, "minimum": 1, "maximum": MAX_LENGTH}),
+    "temperature": _optional("a number from 0 to 2", lambda v: _number(v) and 0 <= v <= 2,
+                             {**NUMBER, "minimum": 0, "maximum": 2}),
+    "top_p": _optional("a number", _number, {**NUMBER, "exclusiveMinimum": 0, "maximum": 1}),
+    "n": _optional("an integer", _int, {**INTEGER, "minimum": 1}),  # n x prompts at most the server's --max-batch
+    "stop": _optional("a string or a list of strings", _stop, one_or_many(1)),
+    "seed": _optional("an integer", lambda v: _int(v) and 0 <= v < 2**63, {**INTEGER, "minimum": 0, "maximum": 2**63 - 1}),
+    "stream": _optional("true or false", lambda v: isinstance(v, bool), BOOLEAN),
+    "stream_options": _optional("an object", lambda v: isinstance(v, dict), {"type": "object"}),
+    "user": _optional("a string", lambda v: isinstance(v, str), STRING),
     "label": SAMPLE_FIELDS["label"],  # charrnn's own (the openai package sends it in extra_body): a labelled model's kind
     # charrnn's own constraints (extra_body too), and vLLM's name for the expression
     "regex": SAMPLE_FIELDS["regex"], "guided_regex": SAMPLE_FIELDS["regex"], "allow": SAMPLE_FIELDS["allow"],
-    "ban": _optional("a string or a list of strings", _stop),
+    "ban": _optional("a string or a list of strings", _stop, one_or_many(1)),
     # OpenAI's, with no meaning for this model: accepted at their neutral values only (NEUTRAL).
-    "frequency_penalty": _optional("a number", _number),
-    "presence_penalty": _optional("a number", _number),
-    "logit_bias": _optional("an object", lambda v: isinstance(v, dict)),
+    "frequency_penalty": _optional("a number", _number, {"const": 0}),
+    "presence_penalty": _optional("a number", _number, {"const": 0}),
+    "logit_bias": _optional("an object", lambda v: isinstance(v, dict), {"type": "object", "maxProperties": 0}),
 }
 NEUTRAL = {"frequency_penalty": 0, "presence_penalty": 0, "logit_bias": {}, "best_of": 1, "suffix": None}
-COMPLETION_FIELDS = {**COMMON_FIELDS, "prompt": Field(None, "a string or a list of strings", _stop),
-                     "logprobs": _optional(f"an integer from 0 to {MAX_TOP}", lambda v: _int(v) and 0 <= v <= MAX_TOP),
-                     "echo": _optional("true or false", lambda v: isinstance(v, bool)),
-                     "best_of": _optional("an integer", _int), "suffix": _optional("a string", lambda v: isinstance(v, str))}
-CHAT_FIELDS = {**COMMON_FIELDS, "messages": Field(None, "a list of messages", lambda v: isinstance(v, list) and len(v) > 0),
-               "max_completion_tokens": _optional("an integer", _int),
-               "logprobs": _optional("true or false", lambda v: isinstance(v, bool)),
-               "top_logprobs": _optional(f"an integer from 0 to {MAX_TOP}", lambda v: _int(v) and 0 <= v <= MAX_TOP)}
+COMPLETION_FIELDS = {**COMMON_FIELDS, "prompt": Field(None, "a string or a list of strings", _stop, schema=one_or_many()),
+                     "logprobs": _optional(f"an integer from 0 to {MAX_TOP}", lambda v: _int(v) and 0 <= v <= MAX_TOP,
+                                           {**INTEGER, "minimum": 0, "maximum": MAX_TOP}),
+                     "echo": _optional("true or false", lambda v: isinstance(v, bool), BOOLEAN),
+                     "best_of": _optional("an integer", _int, {"const": 1}),
+                     "suffix": _optional("a string", lambda v: isinstance(v, str), {"not": {}})}
+MESSAGE = {"type": "object", "properties": {"role": STRING, "content": {"anyOf": [STRING, {"type": "array"}]}},
+           "required": ["content"]}
+CHAT_FIELDS = {**COMMON_FIELDS, "messages": Field(None, "a list of messages", lambda v: isinstance(v, list) and len(v) > 0,
+                                                  schema={"type": "array", "items": MESSAGE, "minItems": 1}),
+               "max_completion_tokens": _optional("an integer", _int, {**INTEGER, "minimum": 1, "maximum": MAX_LENGTH}),
+               "logprobs": _optional("true or false", lambda v: isinstance(v, bool), BOOLEAN),
+               "top_logprobs": _optional(f"an integer from 0 to {MAX_TOP}", lambda v: _int(v) and 0 <= v <= MAX_TOP,
+                                         {**INTEGER, "minimum": 0, "maximum": MAX_TOP})}
+REQUIRED = {"prompt", "messages"}  # the fields a request must send (the others have defaults)
 OPENAI_NAMES = {"length": "max_tokens", "num_samples": "n"}  # SampleConfig field -> OpenAI field
 
 
@@ -92,8 +106,8 @@ class Completion:
     created: int = field(default_factory=lambda: int(time.time()))
     jobs: list[Job] = field(default_factory=list)
 
-    def make_jobs(self) -> list[Job]:
-        self.jobs = [Job(p, self.cfg, self.top) for p in self.prompts]
+    def make_jobs(self, timeout: float) -> list[Job]:
+        self.jobs = [Job(p, self.cfg, self.top, timeout) for p in self.prompts]
         return self.jobs
 
     def index(self, job: int, i: int) -> int:
@@ -119,6 +133,8 @@ def completion_request(body: bytes, vocab: Vocab, max_batch: int, seed: Callable
     first bad field, OpenAI's name for it."""
     if chat:
         v = read_request(body, CHAT_FIELDS, '{"messages": [{"role": "user", "content": "ROMEO."}]}')
+        if v["messages"] is None:
+            raise RequestError('messages is missing: send [{"role": "user", "content": "ROMEO."}]', "messages")
         prompts = [chat_prompt(v["messages"])]
         top = (1 if v["top_logprobs"] is None else max(1, v["top_logprobs"])) if v["logprobs"] else 0
         echo, length = False, v["max_completion_tokens"]
@@ -143,12 +159,12 @@ def sample_config(v: dict, length: int | None, seed: Callable[[int | None], int]
     """The SampleConfig `charrnn sample` would use for these OpenAI settings (temperature 0: greedy); its ranges
     and the server's limits are checked by the caller (api.check_limits)."""
     temperature = 1.0 if v["temperature"] is None else v["temperature"]
-    stops = v["stop"] or ()
+    stops = () if v["stop"] is None else v["stop"]  # an empty stop is refused, as sample refuses it
     length = next((x for x in (length, v["max_tokens"]) if x is not None), 16)  # OpenAI's default, 16
     if v["regex"] is not None and v["guided_regex"] is not None and v["regex"] != v["guided_regex"]:
         raise RequestError("regex and guided_regex are two names for one expression, and they differ: send one",
                            "guided_regex")
-    bans = v["ban"] or ()
+    bans = () if v["ban"] is None else v["ban"]
     cfg = SampleConfig(length=length, temperature=temperature or 1.0,
                        top_p=v["top_p"] if v["top_p"] is not None and v["top_p"] != 1 else None, greedy=temperature == 0,
                        num_samples=1 if v["n"] is None else v["n"], stop=(stops,) if isinstance(stops, str) else tuple(stops),
@@ -164,8 +180,9 @@ def chat_prompt(messages: list) -> str:
         content = m.get("content") if isinstance(m, dict) else None
         if isinstance(content, list):  # content parts: the text ones
             content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-        if not isinstance(content, str):
-            raise RequestError(f"messages[{k}] must be an object with a string content, got {str(m)[:80]}", "messages")
+        if not isinstance(content, str) or not isinstance(m.get("role", ""), str):
+            raise RequestError(f"messages[{k}] must be an object with a string content (and a string role), got "
+                               f"{str(m)[:80]}", "messages")
         texts.append(content)
     return "\n".join(texts)
 
@@ -218,7 +235,7 @@ class Tally:
         fragment carries its own logprobs; whole, they are kept for whole() to give once."""
         k = self.c.index(job, event.i)
         if isinstance(event, End):
-            self.ended[k] = "length" if event.ended == "length" else "stop"
+            self.ended[k] = "length" if event.ended in ("length", "time") else "stop"  # cut short, or ended
             return {"index": k, "text": "", "logprobs": None, "finish_reason": self.ended[k]}
         offset = len(self.c.prompts[job]) * self.c.echo + self.made[k]
         self.texts[k].append(event.text)
