@@ -8,7 +8,7 @@ TORCH_CPU ?= torch==2.13.0
 DEMO_TIME ?= 3m
 
 .PHONY: install demo test test-fast test-browser lint bench bench-serve bench-quality bench-labels bench-corpora clean corpora base gpu-check gpu-test gpu-bench gpu-bench-speed gpu-bench-quality gpu-wheels \
-	gpu-dry-run test-torch api-options notebook bench-constraint fuzz
+	gpu-dry-run test-torch api-options notebook bench-constraint fuzz docs docs-images
 
 install: $(VENV)/.installed
 
@@ -30,17 +30,27 @@ FUZZ_EXAMPLES ?= 200
 fuzz: install
 	CHARRNN_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/test_fuzz.py -s -p no:cacheprovider
 
+# The manual as a site (mkdocs-material) in build/site/, strictly: a broken link or anchor, or a public API name without
+# a docstring, fails it (tests/test_docs.py builds it in make test too).
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# The manual's pictures, made by the code: the loss curve, a labelled model's kinds, and where chromium is installed
+# (make test-browser installs it) the serve page, inspect's view and the exported page.
+docs-images: install
+	$(BIN)/python docs/images.py
+
 # While developing: everything but the slow end-to-end tests (torchrun, crashes, the browser); make test runs all.
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
 
 # serve's page in headless chromium (tests/test_page.py; make test runs them too where chromium is installed):
-# installs Debian's chromium and chromedriver first if missing, and saves the README's screenshot.
+# installs Debian's chromium and chromedriver first if missing (make docs-images then retakes the manual's screenshots).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 test-browser: install
 	if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
 		$(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; fi
-	CHARRNN_SCREENSHOT=docs/serve-page.png $(BIN)/python -m pytest tests/test_page.py -rs
+	$(BIN)/python -m pytest tests/test_page.py -rs
 
 # Speed, quality at 2 and 10 minutes, start-up and memory (benchmarks/RESULTS.md, ~20 min on 2 cores), then
 # fine-tuning from the bundled base against training from scratch on small corpora (FINETUNE.md, ~7 min),
@@ -93,7 +103,7 @@ notebook: install
 	$(BIN)/python examples/refresh.py
 
 lint: install
-	$(BIN)/ruff check charrnn tests corpora benchmarks models examples
+	$(BIN)/ruff check charrnn tests corpora benchmarks models examples docs
 
 corpora:
 	$(PYTHON) corpora/build.py

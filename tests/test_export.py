@@ -1,4 +1,4 @@
-"""charrnn export: the one-step ONNX model, run by onnxruntime, gives torch's logits; the README's example writes
+"""charrnn export: the one-step ONNX model, run by onnxruntime, gives torch's logits; docs/exporting.md's example writes
 what charrnn sample writes; the contract's names, shapes and metadata; bad input."""
 
 import json
@@ -66,9 +66,9 @@ def test_the_contract_names_shapes_and_metadata(exported):
 
 
 def readme_example() -> str:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = re.search(r"```python\n(# Writing with an exported charrnn model.*?)```", readme, re.S)
-    assert block, "README.md has lost its onnxruntime example"
+    manual = (ROOT / "docs" / "exporting.md").read_text(encoding="utf-8")
+    block = re.search(r"```python\n(# Writing with an exported charrnn model.*?)```", manual, re.S)
+    assert block, "docs/exporting.md has lost its onnxruntime example"
     return block.group(1)
 
 
@@ -111,7 +111,7 @@ def test_the_web_export_is_the_serve_page_with_the_model_in_it(tmp_path):
 
 
 def test_the_web_pages_arithmetic_writes_what_sample_writes_greedily(tmp_path):
-    # The page's own step, run by node (no browser needed): greedy from a prime, as the README's example does.
+    # The page's own step, run by node (no browser needed): greedy from a prime, as the manual's example does.
     import shutil
 
     node = shutil.which("node")

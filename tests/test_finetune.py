@@ -148,7 +148,7 @@ def test_the_bundled_model_samples_with_no_run_and_fine_tunes_as_base(tmp_path, 
     quiet = cli("sample", "-n", "3", "--length", "60", "--seed", "1", "-q", cwd=tmp_path)
     assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == r.stdout
     (tmp_path / "line.txt").write_text("ROMEO.\n", encoding="utf-8")
-    for command in (["eval", "line.txt"], ["score", "line.txt"], ["inspect", "line.txt"]):  # as README says: all four
+    for command in (["eval", "line.txt"], ["score", "line.txt"], ["inspect", "line.txt"]):  # as docs/training.md says: all four
         used = cli(*command, cwd=tmp_path)
         assert used.returncode == 0 and "bundled base model" in used.stderr and used.stdout, (command, used.stderr)
     (tmp_path / "b.txt").write_text(with_new_chars(corpus_text[:5000], corpus_text), encoding="utf-8")

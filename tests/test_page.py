@@ -1,7 +1,8 @@
 """serve's co-writing page in a real headless browser (Debian's chromium and chromedriver, driven by selenium).
 
 Skipped, saying why, where either is missing; `make test-browser` installs them and runs these.
-CHARRNN_SCREENSHOT=PATH saves the page as the README shows it.
+CHARRNN_SCREENSHOTS=FOLDER saves the pages as the manual shows them (make docs-images): serve-page.png and
+export-page.png.
 """
 
 import os
@@ -42,6 +43,14 @@ def base_server():
     s = Server("base", "--threads", "1")
     yield s
     s.stop()
+
+
+def screenshot(browser, name: str) -> None:
+    """The page as it is now, into CHARRNN_SCREENSHOTS's folder where that is set."""
+    folder = os.environ.get("CHARRNN_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(Path(folder) / name))
 
 
 def wait_for(condition, timeout=30.0, what="the page"):
@@ -99,6 +108,7 @@ def test_type_see_the_continuation_stream_in_tinted_and_accept_it(browser, serve
     seen = browser.execute_script("return window.seen")
     assert any(0 < n < final and state == "streaming" for n, state in seen), "the text did not stream in"
     assert final > 100 and "seed 3" in browser.find_element(By.ID, "status").text
+    assert not browser.find_element(By.ID, "kind").is_displayed()  # no labels, no menu of kinds
     tints = browser.execute_script("return Array.from(document.querySelectorAll('#ghost span'), s => s.style.background)")
     assert len(tints) == final and all(tints)  # every character tinted, by its probability: many tints
     assert len(set(tints)) > 10
@@ -126,10 +136,7 @@ def test_the_readme_screenshot(browser, base_server):
     # The suggestion goes on from the caret, on the same line: no newline is left behind by the Enter typed earlier.
     assert browser.execute_script("return document.getElementById('typed').textContent") == "ROMEO.\nBut soft, what light"
     hover_shows_five(browser, browser.find_elements(By.CSS_SELECTOR, "#ghost span")[1])
-    shot = os.environ.get("CHARRNN_SCREENSHOT")
-    if shot:
-        Path(shot).parent.mkdir(parents=True, exist_ok=True)
-        browser.save_screenshot(shot)
+    screenshot(browser, "serve-page.png")
 
     from selenium.webdriver.common.keys import Keys
 
@@ -183,6 +190,7 @@ def test_the_exported_page_writes_from_a_file_with_the_network_off(browser, site
                   "document.getElementById('seed').value = 1;")
         until_done(browser)
         assert len(ghost_text(browser)) > 20  # it wrote, tinted and all, with no server
+        screenshot(browser, "export-page.png")
         browser.set_script_timeout(120)
         greedy = browser.execute_async_script(GREEDY)
         expected = invoke("sample", "-c", "base", "--greedy", "--prime", "ROMEO.", "--length", "200", "-q", cwd=site)

@@ -92,6 +92,7 @@ class Model:
 
     @property
     def device(self) -> str:
+        """Where the network is: "cpu", "cuda:0", "mps"."""
         return str(self.network.device)
 
     @cached_property
@@ -270,7 +271,7 @@ class Model:
     # -- exporting ----------------------------------------------------------------------------
 
     def export_onnx(self, path: PathLike) -> Path:
-        """Write the model as ONNX (its one-step form, the contract in the README's "Export") to `path`, which must end
+        """Write the model as ONNX (its one-step form, the contract in docs/exporting.md) to `path`, which must end
         in .onnx; returns it. Needs the export extra (pip install 'charrnn[export]')."""
         from ..export.onnx import check_target, export_onnx
 

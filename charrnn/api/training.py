@@ -62,6 +62,7 @@ class Evaluation:
 
     @property
     def train_bpc(self) -> float:
+        """train_loss in bits per character."""
         return self.train_loss / math.log(2)
 
 
@@ -83,6 +84,7 @@ class Run:
 
     @property
     def best_val_bpc(self) -> float:
+        """best_val in bits per character."""
         return self.best_val / math.log(2)
 
     @cached_property

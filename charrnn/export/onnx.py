@@ -1,6 +1,6 @@
 """The one-step model as ONNX: what a runtime outside charrnn needs to write with a trained model.
 
-The contract (README, "Export"):
+The contract (docs/exporting.md):
     inputs   ids         int64   [batch]                        the characters just read (EOS = 0 starts a document)
              state       float32 [parts x layers, batch, hidden] the carried state (parts: 2 for an LSTM (h, c), else 1)
     outputs  logits      float32 [batch, vocab]                 the next character's logits (with adaptive softmax,

@@ -28,7 +28,7 @@ SOFTMAX = ("auto", "full", "adaptive")
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The network's shape. The defaults won a sweep on tinyshakespeare with a 10-minute CPU budget (README)."""
+    """The network's shape. The defaults won a sweep on tinyshakespeare with a 10-minute CPU budget (docs/results.md)."""
 
     vocab_size: int
     cell: str = setting("lstm", "Recurrent cell.", choices=CELLS)

@@ -10,7 +10,7 @@ from ..settings import setting
 @dataclass(frozen=True)
 class DynamicConfig:
     """Dynamic evaluation (dynamic.py): how the weights keep learning from the text being scored.
-    The defaults were measured on tinyshakespeare's validation text (README, "Dynamic evaluation")."""
+    The defaults were measured on tinyshakespeare's validation text (docs/scoring.md, "Dynamic evaluation")."""
 
     rule: str = setting("rms", "Update rule: rms (gradients scaled by their running RMS) or sgd.",
                         flags=("--dynamic-rule",))

@@ -11,8 +11,8 @@ from .schedule import SCHEDULES
 
 OPTIMIZERS = ("adamw", "muon", "muon-gates")  # optim.OPTIMIZERS' names (tests/test_optim.py checks)
 STREAMS = 32  # TrainConfig.batch_size when not given (on a GPU under --time: measured, sizing.streams_for)
-LR = 5e-3  # TrainConfig.lr when not given: swept on tinyshakespeare (README, "How the defaults were chosen")
-FINETUNE_LR = 2e-3  # ... and for a run that starts from a trained model (--init): README, "Start from a trained model"
+LR = 5e-3  # TrainConfig.lr when not given: swept on tinyshakespeare (docs/results.md, "How the defaults were chosen")
+FINETUNE_LR = 2e-3  # ... and for a run that starts from a trained model (--init): docs/training.md, "Start from a trained model"
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 A bigger network learns more per character but reads fewer characters per second. Under a fixed
 budget the best size is the largest one that still gets to read enough text: about
 CHARS_PER_PARAM characters per parameter (calibrated on tinyshakespeare at 2 and 10 minutes on
-2 CPU cores; README, "How the defaults were chosen"). A small corpus caps the size too, since a
+2 CPU cores; docs/results.md, "How the defaults were chosen"). A small corpus caps the size too, since a
 network much larger than its text only memorises it.
 
 How many times the budget lets the chosen model read the training text (its passes) decides
@@ -59,7 +59,7 @@ ADAPTIVE_GAIN = 1.2
 # dropout 0.3 with weight drop 0.3 gave test 1.8857 where 1 x 384 had 1.8941 with them and 1.9123 with 0.2;
 # at 200-320 (names at full speed, 2 x 256) weight drop 0.3 with dropout 0.3 beat dropout 0.4 alone on
 # makemore's test names by 0.013 with two seeds (1.8688 and 1.8771 against 1.8821 and 1.8899); 0.2 + 0.4,
-# 0.4 + 0.2 and 0.5 + 0.3 did less well (README, "Round 2"). Prose at 3 minutes (0.05) trains best without.
+# 0.4 + 0.2 and 0.5 + 0.3 did less well (docs/results.md, "Round 2"). Prose at 3 minutes (0.05) trains best without.
 REGULARISATION_BY_MEMORISATION: tuple[tuple[float, Regularisation], ...] = (
     (0, Regularisation(0.0)), (0.1, Regularisation(0.1)), (35, Regularisation(0.2)), (50, Regularisation(0.3)),
     (70, Regularisation(0.3, weight_drop=0.3)),
@@ -81,7 +81,7 @@ MOMENTUM_BY_PASSES: tuple[tuple[float, float], ...] = ((0, 0.0), (25, 0.9))
 # (passes at least, --optimizer): the last row the budget reaches. Muon won where the text is read a few times,
 # time-matched, though it trains fewer characters a second: tinyshakespeare at 2 minutes (~5 passes) by 0.014,
 # at 10 minutes (~10) by 0.021 (1.4321 against 1.4528), prose at 2 minutes (0.5) by 0.074; it lost by 0.02 on
-# names (~29 passes, dropout 0.2): benchmarks/OPTIMISER.md, README "The optimiser, measured". Without a budget:
+# names (~29 passes, dropout 0.2): benchmarks/OPTIMISER.md, docs/results.md, "The optimiser, measured". Without a budget:
 # AdamW, as before.
 OPTIMIZER_BY_PASSES: tuple[tuple[float, str], ...] = ((0, "muon"), (25, "adamw"))
 DEEP_SMALL = (2, 256)

@@ -15,7 +15,7 @@ the document (EOS) if s accepts. So every sample matches in full: when the lengt
 the characters that still finish a match in time, and a pattern none of whose matches fits in --length is refused
 before anything is drawn. Among the characters allowed, the draw is the model's, renormalised; temperature, top-k and
 top-p act on what remains. That is not the model's distribution conditioned on the whole text matching (which would
-weigh each character by how likely the model is to complete a match after it): README, "Write only what fits".
+weigh each character by how likely the model is to complete a match after it): docs/writing.md, "Write only what fits".
 """
 
 from __future__ import annotations
