@@ -198,7 +198,7 @@ class Engine:
         return future
 
     def load(self) -> dict:
-        return {"active_samples": len(self.rows), "queued_requests": sum(not j.cancelled for j in self.queue),
+        return {"active_samples": len(self.rows), "queued_requests": self.waiting(),
                 "reading_requests": len(self.reading),
                 "max_batch": self.max_batch, "characters_made": self.made}
 
@@ -360,8 +360,7 @@ class Engine:
                 continue
             self.counts[pos] += 1
             last = "length" if self.counts[pos] >= job.cfg.length else "time" if now >= job.deadline else None
-            constraint = after[pos] if after and pos in after else ()
-            if job.take(i, chars[t - 1] if t != EOS else None, info.get(pos), last, *constraint):
+            if job.take(i, chars[t - 1] if t != EOS else None, info.get(pos), last, *after.get(pos, ())):
                 keep.append(pos)
         self.made += len(drawn)
         self.fresh = False

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -243,9 +244,9 @@ def _ban_tables(ban: tuple[str, ...], chars: tuple[str, ...], width: int):
     table, fail = np.zeros((len(trie), width), dtype=np.int64), [0] * len(trie)
     for ch, child in trie[0].items():
         table[0, ch] = child
-    queue = list(trie[0].values())
+    queue = deque(trie[0].values())
     while queue:  # breadth first: a state's fallback row is complete before it is copied
-        node = queue.pop(0)
+        node = queue.popleft()
         ends[node] = ends[node] or ends[fail[node]]
         table[node] = table[fail[node]]
         for ch, child in trie[node].items():
